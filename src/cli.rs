@@ -1,0 +1,69 @@
+//! Command-line definitions. Parsing only; the work happens in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Make dynamically linked programs start without searching for their libraries.
+///
+/// Exit codes: 0 success, 1 a file could not be processed, 2 usage error.
+#[derive(Parser, Debug)]
+#[command(name = "shrinkwrap", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the library closure of FILE in the loader's order, and where each library was found.
+    Tree(TreeArgs),
+    /// Write the closure into FILE as absolute DT_NEEDED paths (not implemented yet).
+    Stamp(Pending),
+    /// Stamp every ELF file under output directories, in parallel (not implemented yet).
+    Fixup(Pending),
+    /// Verify that stamped files still resolve as stamped (not implemented yet).
+    Check(Pending),
+    /// Undo a stamp, restoring the original DT_NEEDED entries (not implemented yet).
+    Unwrap(Pending),
+    /// Explain, step by step, how one library name is searched for (not implemented yet).
+    Explain(Pending),
+}
+
+/// Options that decide how libraries are found. Shared by every command that resolves.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResolveArgs {
+    /// Extra library directory, searched after a file's own RPATH/RUNPATH and before the
+    /// system cache and default directories. Repeatable.
+    #[arg(long = "search", value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Resolve as if LD_LIBRARY_PATH were set to PATHS. The environment's own
+    /// LD_LIBRARY_PATH is never used.
+    #[arg(long = "ld-library-path", value_name = "PATHS")]
+    pub ld_library_path: Option<String>,
+    /// Resolve as if loaded by this dynamic loader instead of the file's PT_INTERP.
+    #[arg(long, value_name = "PATH")]
+    pub interpreter: Option<String>,
+    /// The Nix store directory [default: $NIX_STORE_DIR, else /nix/store].
+    #[arg(long = "store-dir", value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TreeArgs {
+    /// ELF executables or shared libraries.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print JSON (format documented in the README) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+}
+
+/// Arguments of a command that is not implemented yet: accepted, so the CLI's shape is stable.
+#[derive(Args, Debug)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}

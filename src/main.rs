@@ -1,0 +1,20 @@
+//! The `shrinkwrap` command: parse arguments and dispatch. See `shrinkwrap --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shrinkwrap::cli::{Cli, Command};
+use shrinkwrap::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tree(args) => commands::tree::run(&args),
+        Command::Stamp(_) => commands::pending("stamp"),
+        Command::Fixup(_) => commands::pending("fixup"),
+        Command::Check(_) => commands::pending("check"),
+        Command::Unwrap(_) => commands::pending("unwrap"),
+        Command::Explain(_) => commands::pending("explain"),
+    };
+    result.exit_code()
+}

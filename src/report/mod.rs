@@ -1,0 +1,4 @@
+//! Reporting: turning closures (and later, stamping results) into text for people and JSON for
+//! programs.
+
+pub mod tree;

@@ -1,0 +1,719 @@
+//! Resolving: an ELF file's whole shared-library closure, computed the way glibc's loader
+//! would compute it at start-up (breadth-first, with its search rules and de-duplication),
+//! without running anything. `../shared/design/loader.md` is the specification.
+
+mod ldcache;
+mod loader;
+mod probe;
+mod search;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use ldcache::{cache_flags, CacheHit, LdCache};
+pub use loader::{default_interpreter, LoaderConfig};
+pub use probe::{Object, Probe, ProbeCache};
+use search::{origin_of, split_dirs, Tokens};
+
+use crate::elf::{ElfError, ElfInfo};
+use crate::store::StoreDir;
+
+/// Inputs to resolution that do not come from the files themselves.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra directories, searched after a requester's own RPATH/RUNPATH and before the
+    /// system cache and default directories.
+    pub search: Vec<PathBuf>,
+    /// An `LD_LIBRARY_PATH` to resolve as if it were set (never read from the environment).
+    pub ld_library_path: Option<String>,
+    /// Use this interpreter instead of the file's `PT_INTERP` (or the default one for
+    /// libraries, which name none).
+    pub interpreter: Option<String>,
+    pub store: StoreDir,
+}
+
+/// How a library was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The DT_NEEDED entry is a path (contains `/`).
+    Path,
+    Rpath,
+    LdLibraryPath,
+    Runpath,
+    /// A `--search` directory.
+    Search,
+    /// The loader's `ld.so.cache`.
+    Cache,
+    /// One of the loader's trusted default directories.
+    DefaultDirs,
+    /// The dynamic loader itself, which is always loaded.
+    Interpreter,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Path => "path",
+            Via::Rpath => "rpath",
+            Via::LdLibraryPath => "ld-library-path",
+            Via::Runpath => "runpath",
+            Via::Search => "search",
+            Via::Cache => "cache",
+            Via::DefaultDirs => "default-dirs",
+            Via::Interpreter => "interpreter",
+        }
+    }
+}
+
+/// One library of the closure, in load order.
+#[derive(Clone, Debug)]
+pub struct Library {
+    /// The name it was first requested under (a DT_NEEDED string).
+    pub name: String,
+    /// The path the loader would open, spelled as the loader spells it.
+    pub path: String,
+    /// Index into `Closure::objects()` of the requester (0 is the root file); `None` for the
+    /// interpreter when nothing asked for it.
+    pub needed_by: Option<usize>,
+    pub via: Via,
+    /// 1 for the root file's own DT_NEEDED entries, 2 for theirs, …
+    pub depth: usize,
+    pub object: Arc<Object>,
+}
+
+/// A name nothing could satisfy.
+#[derive(Clone, Debug)]
+pub struct Missing {
+    pub name: String,
+    /// Index of the requester (0 is the root file; otherwise `libraries[i - 1]`).
+    pub needed_by: usize,
+    /// Why, when it is more than "not found" (e.g. a candidate that is not ELF stops the loader).
+    pub reason: Option<String>,
+}
+
+/// Something the user should know about a closure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// A library without DT_SONAME: requests by name still cost a search.
+    NoSoname { path: String },
+    /// Two different files with one soname in the closure.
+    SonameCollision {
+        soname: String,
+        first: String,
+        second: String,
+    },
+    /// The loader would prefer a `glibc-hwcaps` variant on a capable CPU; the portable file
+    /// was chosen instead.
+    HwcapsSkipped {
+        name: String,
+        variant: String,
+        chosen: String,
+    },
+    /// A candidate of the wrong class or machine was passed over, as the loader does.
+    WrongArchSkipped { name: String, path: String },
+    /// The root is in the Nix store but this library is not.
+    OutsideStore { path: String },
+    /// The interpreter could not be asked for its search path; defaults were guessed.
+    LoaderGuessed { interpreter: String },
+    /// The file has no interpreter and no default is known for its machine.
+    NoInterpreter,
+}
+
+impl Warning {
+    /// Stable identifier used in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Warning::NoSoname { .. } => "no-soname",
+            Warning::SonameCollision { .. } => "soname-collision",
+            Warning::HwcapsSkipped { .. } => "hwcaps-skipped",
+            Warning::WrongArchSkipped { .. } => "wrong-arch-skipped",
+            Warning::OutsideStore { .. } => "outside-store",
+            Warning::LoaderGuessed { .. } => "loader-guessed",
+            Warning::NoInterpreter => "no-interpreter",
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::NoSoname { path } => {
+                write!(
+                    f,
+                    "{path} has no DT_SONAME: requests for it by name still search"
+                )
+            }
+            Warning::SonameCollision {
+                soname,
+                first,
+                second,
+            } => {
+                write!(
+                    f,
+                    "soname {soname} is provided by two files: {first} and {second}"
+                )
+            }
+            Warning::HwcapsSkipped {
+                name,
+                variant,
+                chosen,
+            } => write!(
+                f,
+                "{name}: chose the portable {chosen}, not the CPU-specific {variant}"
+            ),
+            Warning::WrongArchSkipped { name, path } => {
+                write!(f, "{name}: skipped {path} (wrong ELF class or machine)")
+            }
+            Warning::OutsideStore { path } => {
+                write!(f, "{path} is outside the Nix store")
+            }
+            Warning::LoaderGuessed { interpreter } => write!(
+                f,
+                "could not ask {interpreter} for its search path; assumed the usual defaults"
+            ),
+            Warning::NoInterpreter => {
+                f.write_str("no interpreter known for this file; system directories not searched")
+            }
+        }
+    }
+}
+
+/// The resolved closure of one root file.
+#[derive(Debug)]
+pub struct Closure {
+    /// The root file's path, absolute.
+    pub file: String,
+    pub root: Arc<Object>,
+    pub loader: Option<Arc<LoaderConfig>>,
+    /// Every library in load order (the interpreter included, where the loader lists it).
+    pub libraries: Vec<Library>,
+    pub missing: Vec<Missing>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Closure {
+    /// Path of a requester index as used in `Library::needed_by` and `Missing::needed_by`.
+    pub fn requester_path(&self, idx: usize) -> &str {
+        if idx == 0 {
+            &self.file
+        } else {
+            &self.libraries[idx - 1].path
+        }
+    }
+
+    /// A short label for a requester: its soname, or its file name.
+    pub fn requester_label(&self, idx: usize) -> &str {
+        let (path, obj) = if idx == 0 {
+            (self.file.as_str(), &self.root)
+        } else {
+            let l = &self.libraries[idx - 1];
+            (l.path.as_str(), &l.object)
+        };
+        obj.info
+            .soname
+            .as_deref()
+            .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))
+    }
+}
+
+/// Why a root file could not be resolved at all.
+#[derive(Debug)]
+pub enum ResolveError {
+    Elf(ElfError),
+    /// Not a dynamically linked executable or library: nothing to resolve.
+    NotDynamic(&'static str),
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolveError::Elf(e) => e.fmt(f),
+            ResolveError::NotDynamic(kind) => {
+                write!(f, "{kind} file: not dynamically linked, nothing to resolve")
+            }
+        }
+    }
+}
+
+/// Resolves closures; holds the caches shared by every file it resolves, across threads.
+pub struct Resolver {
+    opts: Options,
+    probes: ProbeCache,
+    loaders: Mutex<HashMap<String, Arc<LoaderConfig>>>,
+}
+
+/// A loaded object during the walk (the loader's `link_map`).
+struct Node {
+    /// `l_name`.
+    path: String,
+    /// Names it was requested under (`l_libname`).
+    names: Vec<String>,
+    object: Arc<Object>,
+    /// Who loaded it (`l_loader`); `None` for the root and the interpreter.
+    loader: Option<usize>,
+    /// Position in the output: 0 for the root, `libraries` index + 1 otherwise; `None` for an
+    /// interpreter nothing has asked for yet.
+    slot: Option<usize>,
+    depth: usize,
+}
+
+enum Lookup {
+    Loaded(usize),
+    New {
+        path: String,
+        via: Via,
+        object: Arc<Object>,
+    },
+    Missing(Option<String>),
+}
+
+impl Resolver {
+    pub fn new(opts: Options) -> Resolver {
+        Resolver {
+            opts,
+            probes: ProbeCache::default(),
+            loaders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Resolves the closure of `file` in the loader's order.
+    pub fn resolve(&self, file: &Path) -> Result<Closure, ResolveError> {
+        // The loader computes the executable's $ORIGIN from /proc/self/exe, which has every
+        // symlink resolved: resolve from the real path too.
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
+        let file_str = file.to_string_lossy().into_owned();
+        let root = match probe::probe_file(&file) {
+            Ok(o) => o,
+            Err(e) => return Err(ResolveError::Elf(e)),
+        };
+        if !root.info.kind.is_dynamic() {
+            return Err(ResolveError::NotDynamic(root.info.kind.name()));
+        }
+        let mut warnings = Vec::new();
+        let interp = self
+            .opts
+            .interpreter
+            .clone()
+            .or_else(|| root.info.interpreter.clone())
+            .or_else(|| default_interpreter(&root.info).map(str::to_string));
+        let loader = interp.map(|i| self.loader_config(&i, &root.info));
+        match &loader {
+            Some(l) if l.guessed => warnings.push(Warning::LoaderGuessed {
+                interpreter: l.interpreter.clone(),
+            }),
+            None => warnings.push(Warning::NoInterpreter),
+            _ => {}
+        }
+
+        let mut w = Walk {
+            r: self,
+            loader: loader.as_deref(),
+            nodes: vec![Node {
+                path: file_str.clone(),
+                names: vec![file_str.clone()],
+                object: root.clone(),
+                loader: None,
+                slot: Some(0),
+                depth: 0,
+            }],
+            libraries: Vec::new(),
+            missing: Vec::new(),
+            warnings,
+        };
+        // The loader maps itself before anything else, under its PT_INTERP name and soname.
+        if let Some(obj) = loader.as_ref().and_then(|l| l.object.clone()) {
+            let mut names = vec![loader.as_ref().unwrap().interpreter.clone()];
+            names.extend(obj.info.soname.clone());
+            w.nodes.push(Node {
+                path: names[0].clone(),
+                names,
+                object: obj,
+                loader: None,
+                slot: None,
+                depth: 0,
+            });
+        }
+        w.run();
+        let Walk {
+            libraries,
+            missing,
+            mut warnings,
+            ..
+        } = w;
+        let closure_warnings = closure_warnings(&self.opts.store, &file, &libraries);
+        warnings.extend(closure_warnings);
+        Ok(Closure {
+            file: file_str,
+            root,
+            loader,
+            libraries,
+            missing,
+            warnings,
+        })
+    }
+
+    fn loader_config(&self, interp: &str, main: &ElfInfo) -> Arc<LoaderConfig> {
+        let key = format!("{interp}\0{}\0{:?}", main.machine, main.class);
+        if let Some(l) = self.loaders.lock().unwrap().get(&key) {
+            return l.clone();
+        }
+        let object = match self.probes.probe(Path::new(interp)) {
+            Probe::Found(o) => Some(o),
+            _ => None,
+        };
+        let cfg = Arc::new(LoaderConfig::discover(interp, main, object));
+        self.loaders
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert(cfg)
+            .clone()
+    }
+}
+
+/// The state of one breadth-first walk.
+struct Walk<'a> {
+    r: &'a Resolver,
+    loader: Option<&'a LoaderConfig>,
+    nodes: Vec<Node>,
+    libraries: Vec<Library>,
+    missing: Vec<Missing>,
+    warnings: Vec<Warning>,
+}
+
+impl Walk<'_> {
+    fn run(&mut self) {
+        // Breadth-first over objects in the order they were first loaded: that order is the
+        // global scope, the init order and what `ld.so --list` prints.
+        let mut queue = vec![0usize];
+        let mut next = 0;
+        while next < queue.len() {
+            let req = queue[next];
+            next += 1;
+            let needed = self.nodes[req].object.info.needed.clone();
+            for name in needed {
+                match self.lookup(&name, req) {
+                    Lookup::Loaded(i) => {
+                        if self.nodes[i].slot.is_none() {
+                            // The interpreter, asked for the first time: it takes its place here.
+                            self.place(i, req, Via::Interpreter, &name);
+                            queue.push(i);
+                        }
+                    }
+                    Lookup::New { path, via, object } => {
+                        let i = self.nodes.len();
+                        self.nodes.push(Node {
+                            path,
+                            names: vec![name.clone()],
+                            object,
+                            loader: Some(req),
+                            slot: None,
+                            depth: 0,
+                        });
+                        self.place(i, req, via, &name);
+                        queue.push(i);
+                    }
+                    Lookup::Missing(reason) => {
+                        let needed_by = self.nodes[req].slot.unwrap_or(0);
+                        if !self
+                            .missing
+                            .iter()
+                            .any(|m| m.name == name && m.needed_by == needed_by)
+                        {
+                            self.missing.push(Missing {
+                                name,
+                                needed_by,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // An interpreter nobody asked for is still loaded; the loader lists it last.
+        if let Some(i) = (1..self.nodes.len()).find(|&i| self.nodes[i].slot.is_none()) {
+            let n = &self.nodes[i];
+            self.libraries.push(Library {
+                name: n
+                    .object
+                    .info
+                    .soname
+                    .clone()
+                    .unwrap_or_else(|| n.path.clone()),
+                path: n.path.clone(),
+                needed_by: None,
+                via: Via::Interpreter,
+                depth: 0,
+                object: n.object.clone(),
+            });
+        }
+    }
+
+    fn place(&mut self, i: usize, req: usize, via: Via, name: &str) {
+        let depth = self.nodes[req].depth + 1;
+        self.nodes[i].depth = depth;
+        self.nodes[i].slot = Some(self.libraries.len() + 1);
+        self.libraries.push(Library {
+            name: name.to_string(),
+            path: self.nodes[i].path.clone(),
+            needed_by: self.nodes[req].slot,
+            via,
+            depth,
+            object: self.nodes[i].object.clone(),
+        });
+    }
+
+    /// `_dl_map_object`: an already-loaded object by name or soname, else a search.
+    fn lookup(&mut self, name: &str, req: usize) -> Lookup {
+        if let Some(i) = self.loaded_by_name(name) {
+            return Lookup::Loaded(i);
+        }
+        let found = if name.contains('/') {
+            self.open_path(name, req)
+        } else {
+            self.search(name, req)
+        };
+        match found {
+            Ok((path, via, object)) => {
+                // Same file under another name: the loader matches (st_dev, st_ino).
+                if let Some(i) = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.object.file_id == object.file_id)
+                {
+                    self.nodes[i].names.push(name.to_string());
+                    return Lookup::Loaded(i);
+                }
+                Lookup::New { path, via, object }
+            }
+            Err(reason) => Lookup::Missing(reason),
+        }
+    }
+
+    fn loaded_by_name(&mut self, name: &str) -> Option<usize> {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if n.path == name || n.names.iter().any(|x| x == name) {
+                return Some(i);
+            }
+            if n.object.info.soname.as_deref() == Some(name) {
+                n.names.push(name.to_string());
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn tokens(&self, node: usize) -> Tokens<'_> {
+        Tokens {
+            origin: origin_of(&self.nodes[node].path),
+            lib: self.loader.map(|l| l.lib.as_str()).unwrap_or("lib"),
+            platform: self.loader.map(|l| l.platform.as_str()).unwrap_or(""),
+        }
+    }
+
+    /// A DT_NEEDED with a `/`: expanded and opened as is, no search.
+    fn open_path(&mut self, name: &str, req: usize) -> Found {
+        let Some(path) = search::expand(name, &self.tokens(req)) else {
+            return Err(Some("uses $ORIGIN, which is unknown here".into()));
+        };
+        match self.r.probes.probe(Path::new(&path)) {
+            Probe::Found(o) if self.compatible(&o) => Ok((path, Via::Path, o)),
+            Probe::Found(_) => Err(Some(format!("{path} has the wrong ELF class or machine"))),
+            Probe::Absent => Err(None),
+            Probe::Invalid(e) => Err(Some(format!("{path}: {e}"))),
+        }
+    }
+
+    /// `_dl_map_object`'s search for a name without `/`, in the loader's order.
+    fn search(&mut self, name: &str, req: usize) -> Found {
+        let info = &self.nodes[req].object.info;
+        // 1. DT_RPATH of the requester and of its loader chain, then of the executable; only
+        //    when the requester has no DT_RUNPATH.
+        if info.runpath.is_none() {
+            let mut did_main = false;
+            let mut at = Some(req);
+            while let Some(i) = at {
+                if let Some(rpath) = self.nodes[i].object.info.effective_rpath() {
+                    let dirs = split_dirs(rpath, &[':'], &self.tokens(i));
+                    if let Some(hit) = self.try_dirs(&dirs, name, Via::Rpath)? {
+                        return Ok(hit);
+                    }
+                    did_main |= i == 0;
+                }
+                at = self.nodes[i].loader;
+            }
+            if !did_main {
+                if let Some(rpath) = self.nodes[0].object.info.effective_rpath() {
+                    let dirs = split_dirs(rpath, &[':'], &self.tokens(0));
+                    if let Some(hit) = self.try_dirs(&dirs, name, Via::Rpath)? {
+                        return Ok(hit);
+                    }
+                }
+            }
+        }
+        // 2. LD_LIBRARY_PATH, only when the user gave one.
+        if let Some(llp) = self.r.opts.ld_library_path.clone() {
+            let dirs = split_dirs(&llp, &[':', ';'], &self.tokens(0));
+            if let Some(hit) = self.try_dirs(&dirs, name, Via::LdLibraryPath)? {
+                return Ok(hit);
+            }
+        }
+        // 3. DT_RUNPATH of the requester only.
+        if let Some(runpath) = self.nodes[req].object.info.runpath.clone() {
+            let dirs = split_dirs(&runpath, &[':'], &self.tokens(req));
+            if let Some(hit) = self.try_dirs(&dirs, name, Via::Runpath)? {
+                return Ok(hit);
+            }
+        }
+        // 3½. The user's --search directories (not something the loader does).
+        if !self.r.opts.search.is_empty() {
+            let dirs: Vec<String> = self
+                .r
+                .opts
+                .search
+                .iter()
+                .map(|d| format!("{}/", d.to_string_lossy().trim_end_matches('/')))
+                .collect();
+            if let Some(hit) = self.try_dirs(&dirs, name, Via::Search)? {
+                return Ok(hit);
+            }
+        }
+        // 4./5. The system cache and the trusted directories, unless DF_1_NODEFLIB.
+        let Some(loader) = self.loader else {
+            return Err(None);
+        };
+        if self.nodes[req].object.info.nodeflib() {
+            return Err(None);
+        }
+        let root = &self.nodes[0].object.info;
+        let want = cache_flags(root.machine, root.class == crate::elf::Class::Elf64);
+        let hit = loader.cache.lookup(name, want);
+        if let Some(path) = hit.path {
+            if let Probe::Found(o) = self.r.probes.probe(Path::new(&path)) {
+                if self.compatible(&o) {
+                    for v in hit.skipped_variants {
+                        self.warn(Warning::HwcapsSkipped {
+                            name: name.into(),
+                            variant: v,
+                            chosen: path.clone(),
+                        });
+                    }
+                    return Ok((path, Via::Cache, o));
+                }
+            }
+        }
+        match self.try_dirs(&loader.system_dirs, name, Via::DefaultDirs)? {
+            Some(hit) => Ok(hit),
+            None => Err(None),
+        }
+    }
+
+    /// `open_path`: the first directory holding a loadable `name`. `Err` when a candidate
+    /// stops the loader (a file that is there but is not ELF).
+    fn try_dirs(
+        &mut self,
+        dirs: &[String],
+        name: &str,
+        via: Via,
+    ) -> Result<Option<Hit>, Option<String>> {
+        for dir in dirs {
+            let path = format!("{dir}{name}");
+            // glibc tries dir/glibc-hwcaps/<level>/ first; we never pick those (they depend on
+            // the build machine's CPU) but say so when one is there.
+            let dir_path = Path::new(if dir.is_empty() { "." } else { dir.as_str() });
+            let levels = self.r.probes.hwcaps_levels(dir_path);
+            let variants: Vec<String> = levels
+                .iter()
+                .map(|l| format!("{dir}glibc-hwcaps/{l}/{name}"))
+                .filter(|v| matches!(self.r.probes.probe(Path::new(v)), Probe::Found(_)))
+                .collect();
+            match self.r.probes.probe(Path::new(&path)) {
+                Probe::Absent => {
+                    for variant in variants {
+                        self.warn(Warning::HwcapsSkipped {
+                            name: name.into(),
+                            variant,
+                            chosen: "(a later directory)".into(),
+                        });
+                    }
+                }
+                Probe::Found(o) if self.compatible(&o) => {
+                    for variant in variants {
+                        self.warn(Warning::HwcapsSkipped {
+                            name: name.into(),
+                            variant,
+                            chosen: path.clone(),
+                        });
+                    }
+                    return Ok(Some((path, via, o)));
+                }
+                Probe::Found(_) => self.warn(Warning::WrongArchSkipped {
+                    name: name.into(),
+                    path,
+                }),
+                Probe::Invalid(e) => {
+                    return Err(Some(format!("the loader would stop at {path}: {e}")))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn compatible(&self, o: &Object) -> bool {
+        self.nodes[0].object.info.compatible_with(&o.info)
+    }
+
+    fn warn(&mut self, w: Warning) {
+        if !self.warnings.contains(&w) {
+            self.warnings.push(w);
+        }
+    }
+}
+
+type Hit = (String, Via, Arc<Object>);
+type Found = Result<Hit, Option<String>>;
+
+/// Warnings about the closure as a whole: sonames, collisions, store boundaries.
+fn closure_warnings(store: &StoreDir, root: &Path, libs: &[Library]) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut by_soname: HashMap<&str, &str> = HashMap::new();
+    let root_in_store = store.contains(root);
+    for l in libs {
+        match l.object.info.soname.as_deref() {
+            None => out.push(Warning::NoSoname {
+                path: l.path.clone(),
+            }),
+            Some(s) => {
+                if let Some(first) = by_soname.insert(s, &l.path) {
+                    out.push(Warning::SonameCollision {
+                        soname: s.into(),
+                        first: first.into(),
+                        second: l.path.clone(),
+                    });
+                }
+            }
+        }
+        if root_in_store && !store.contains(Path::new(&l.path)) {
+            out.push(Warning::OutsideStore {
+                path: l.path.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// `path` made absolute against the current directory, without resolving symlinks or `..`.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}

@@ -1,0 +1,106 @@
+//! The file-system side of resolving: which candidate files exist, what they are, and a cache
+//! so each file is opened and parsed once however many objects ask for it, across threads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::elf::{read_elf_from, ElfError, ElfInfo};
+
+/// A parsed ELF file found on disk.
+#[derive(Debug)]
+pub struct Object {
+    pub info: ElfInfo,
+    /// `(st_dev, st_ino)`: the loader's last de-duplication key.
+    pub file_id: (u64, u64),
+}
+
+/// What opening a candidate path gave.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// Nothing there (or not openable: the loader moves on to the next directory).
+    Absent,
+    Found(Arc<Object>),
+    /// There, but not loadable ELF: the loader stops with an error for this name.
+    Invalid(Arc<ElfError>),
+}
+
+/// Cache of probes and of `glibc-hwcaps` directory listings, shared by all lookups.
+#[derive(Default)]
+pub struct ProbeCache {
+    files: Mutex<HashMap<PathBuf, Probe>>,
+    hwcaps: Mutex<HashMap<PathBuf, Arc<Vec<String>>>>,
+}
+
+impl ProbeCache {
+    /// Opens and parses `path` once; later calls answer from the cache.
+    pub fn probe(&self, path: &Path) -> Probe {
+        if let Some(p) = self.files.lock().unwrap().get(path) {
+            return p.clone();
+        }
+        let probe = probe_uncached(path);
+        self.files
+            .lock()
+            .unwrap()
+            .entry(path.to_path_buf())
+            .or_insert(probe)
+            .clone()
+    }
+
+    /// Names of the `glibc-hwcaps/<level>` subdirectories of `dir` (empty for most dirs).
+    pub fn hwcaps_levels(&self, dir: &Path) -> Arc<Vec<String>> {
+        if let Some(v) = self.hwcaps.lock().unwrap().get(dir) {
+            return v.clone();
+        }
+        let mut levels: Vec<String> = std::fs::read_dir(dir.join("glibc-hwcaps"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        levels.sort();
+        let levels = Arc::new(levels);
+        self.hwcaps
+            .lock()
+            .unwrap()
+            .insert(dir.to_path_buf(), levels.clone());
+        levels
+    }
+}
+
+fn probe_uncached(path: &Path) -> Probe {
+    match probe_file(path) {
+        Ok(o) => Probe::Found(o),
+        Err(ElfError::Io(e)) if skippable(&e) => Probe::Absent,
+        Err(e) => Probe::Invalid(Arc::new(e)),
+    }
+}
+
+/// Opens and parses one file, uncached: for root files, whose errors are the user's.
+pub fn probe_file(path: &Path) -> Result<Arc<Object>, ElfError> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(ElfError::Io(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        )));
+    }
+    let info = read_elf_from(&file)?;
+    Ok(Arc::new(Object {
+        info,
+        file_id: (meta.dev(), meta.ino()),
+    }))
+}
+
+/// Errors on `open` after which glibc simply tries the next directory.
+fn skippable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
+    ) || e.raw_os_error() == Some(40) // ELOOP
+}
