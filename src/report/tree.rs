@@ -59,12 +59,8 @@ pub fn human(r: &TreeResult) -> String {
     for lib in &c.libraries {
         let indent = "    ".repeat(lib.depth.max(1));
         let _ = write!(s, "{indent}{} => {}", lib.name, lib.path);
-        match lib.needed_by {
-            None => s.push_str("  [interpreter]"),
-            Some(0) => {}
-            Some(i) => {
-                let _ = write!(s, "  [needed by {}]", c.requester_label(i));
-            }
+        if lib.needed_by != 0 {
+            let _ = write!(s, "  [needed by {}]", c.requester_label(lib.needed_by));
         }
         s.push('\n');
     }
@@ -115,7 +111,7 @@ fn file_json(r: &TreeResult) -> Value {
                 "name": l.name,
                 "path": l.path,
                 "soname": l.object.info.soname,
-                "needed_by": l.needed_by.map(|i| c.requester_path(i)),
+                "needed_by": c.requester_path(l.needed_by),
                 "via": l.via.name(),
                 "depth": l.depth,
             })

@@ -73,9 +73,8 @@ pub struct Library {
     pub name: String,
     /// The path the loader would open, spelled as the loader spells it.
     pub path: String,
-    /// Index into `Closure::objects()` of the requester (0 is the root file); `None` for the
-    /// interpreter when nothing asked for it.
-    pub needed_by: Option<usize>,
+    /// Index of the requester (0 is the root file; otherwise `libraries[i - 1]`).
+    pub needed_by: usize,
     pub via: Via,
     /// 1 for the root file's own DT_NEEDED entries, 2 for theirs, …
     pub depth: usize,
@@ -435,23 +434,8 @@ impl Walk<'_> {
                 }
             }
         }
-        // An interpreter nobody asked for is still loaded; the loader lists it last.
-        if let Some(i) = (1..self.nodes.len()).find(|&i| self.nodes[i].slot.is_none()) {
-            let n = &self.nodes[i];
-            self.libraries.push(Library {
-                name: n
-                    .object
-                    .info
-                    .soname
-                    .clone()
-                    .unwrap_or_else(|| n.path.clone()),
-                path: n.path.clone(),
-                needed_by: None,
-                via: Via::Interpreter,
-                depth: 0,
-                object: n.object.clone(),
-            });
-        }
+        // An interpreter nobody asked for is still mapped, but the loader unlinks it from the
+        // list of objects (and `ld.so --list` does not show it): it is not part of the closure.
     }
 
     fn place(&mut self, i: usize, req: usize, via: Via, name: &str) {
@@ -461,7 +445,7 @@ impl Walk<'_> {
         self.libraries.push(Library {
             name: name.to_string(),
             path: self.nodes[i].path.clone(),
-            needed_by: self.nodes[req].slot,
+            needed_by: self.nodes[req].slot.unwrap_or(0),
             via,
             depth,
             object: self.nodes[i].object.clone(),

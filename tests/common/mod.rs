@@ -1,0 +1,246 @@
+//! Helpers shared by the integration tests: running shrinkwrap, asking the real loader, and
+//! building fixture libraries into a fake Nix store with the C compiler.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The shrinkwrap binary under test.
+pub fn shrinkwrap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shrinkwrap"))
+}
+
+/// Whether an external program is available. When it is not, says so loudly; under CI
+/// (`CI=true`) a missing program is a failure, not a skip.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        let msg = format!("*** {program} is not installed: this check is SKIPPED (run ./scripts/test.sh to install it) ***");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg} — under CI a missing tool is a failure");
+        }
+        eprintln!("{msg}");
+    }
+    found
+}
+
+/// Runs a command, panicking with its output if it fails to start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `shrinkwrap tree --json FILE... ARGS...`, parsed. Panics unless the exit code is `code`.
+pub fn tree_json(files: &[&Path], args: &[&str], code: i32) -> Value {
+    let out = run(shrinkwrap().arg("tree").arg("--json").args(files).args(args));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "shrinkwrap tree exit code; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("tree --json prints JSON")
+}
+
+/// The ordered library paths of one file in `tree --json` output.
+pub fn paths(file: &Value) -> Vec<String> {
+    file["libraries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no libraries in {file}"))
+        .iter()
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The library paths of one file as glibc's loader reports them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoaderList {
+    /// Paths, in load order (the vDSO left out).
+    pub paths: Vec<String>,
+    /// Names the loader could not find.
+    pub missing: Vec<String>,
+}
+
+/// Runs `INTERP --list FILE` and parses what it prints. `None` if the loader refused the file.
+pub fn ld_so_list(interp: &str, file: &Path) -> Option<LoaderList> {
+    let out = Command::new(interp)
+        .arg("--list")
+        .arg(file)
+        .env_clear()
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(parse_ld_so_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn parse_ld_so_list(text: &str) -> LoaderList {
+    let mut l = LoaderList::default();
+    for line in text.lines() {
+        let line = line.trim();
+        // Drop the load address: "… (0x00007f…)".
+        let line = match line.rfind(" (0x") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        if let Some((name, target)) = line.split_once(" => ") {
+            if target == "not found" {
+                l.missing.push(name.to_string());
+            } else {
+                l.paths.push(target.to_string());
+            }
+        } else if line.starts_with('/') {
+            l.paths.push(line.to_string());
+        }
+        // Anything else is the vDSO ("linux-vdso.so.1") or a statically linked note.
+    }
+    l
+}
+
+/// A fake Nix store under a temporary directory, for fixtures built with `cc`.
+pub struct Store {
+    pub tmp: tempfile::TempDir,
+    pub store: PathBuf,
+    /// The padding directories every fixture object gets in its RUNPATH.
+    pub pads: Vec<PathBuf>,
+}
+
+/// Number of empty store `lib` directories put in front of every fixture's RUNPATH.
+pub const PADS: usize = 32;
+
+impl Store {
+    pub fn new() -> Store {
+        let tmp = tempfile::Builder::new()
+            .prefix("shrinkwrap-test-")
+            .tempdir()
+            .unwrap();
+        let store = tmp.path().join("nix/store");
+        std::fs::create_dir_all(&store).unwrap();
+        let mut s = Store {
+            tmp,
+            store,
+            pads: Vec::new(),
+        };
+        s.pads = (0..PADS).map(|i| s.lib_dir(&format!("pad-{i}"))).collect();
+        s
+    }
+
+    /// `<store>/<hash>-<name>`, created.
+    pub fn package(&self, name: &str) -> PathBuf {
+        let p = self.store.join(format!("{}-{name}", fake_hash(name)));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// `<store>/<hash>-<name>/lib`, created.
+    pub fn lib_dir(&self, name: &str) -> PathBuf {
+        let p = self.package(name).join("lib");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A scratch directory outside the store (link-time stubs and sources).
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.tmp.path().join("scratch");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The padding directories followed by `dirs`, as a RUNPATH string.
+    pub fn runpath(&self, dirs: &[&str]) -> String {
+        let mut all: Vec<String> = self.pads.iter().map(|p| p.display().to_string()).collect();
+        all.extend(dirs.iter().map(|s| s.to_string()));
+        all.join(":")
+    }
+}
+
+/// 32 characters of Nix base32 derived from `name` (stable, not a real hash).
+pub fn fake_hash(name: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    (0..32)
+        .map(|i| {
+            for b in name.bytes().chain([i as u8]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            ALPHABET[(h >> 59) as usize] as char
+        })
+        .collect()
+}
+
+/// One C compilation: `compiler` with `args`, from `source` written to a scratch file.
+pub struct Cc<'a> {
+    pub compiler: &'a str,
+    pub source: &'a str,
+    pub out: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl<'a> Cc<'a> {
+    pub fn new(compiler: &'a str, source: &'a str, out: impl Into<PathBuf>) -> Self {
+        Cc {
+            compiler,
+            source,
+            out: out.into(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<str>) -> Self {
+        self.args.push(a.as_ref().to_string());
+        self
+    }
+
+    /// A shared library with this soname (none if `None`).
+    pub fn shared(self, soname: Option<&str>) -> Self {
+        let s = self.arg("-shared").arg("-fPIC");
+        match soname {
+            Some(n) => s.arg(format!("-Wl,-soname,{n}")),
+            None => s,
+        }
+    }
+
+    pub fn runpath(self, rp: &str) -> Self {
+        self.arg("-Wl,--enable-new-dtags").arg(format!("-Wl,-rpath,{rp}"))
+    }
+
+    pub fn rpath(self, rp: &str) -> Self {
+        self.arg("-Wl,--disable-new-dtags").arg(format!("-Wl,-rpath,{rp}"))
+    }
+
+    /// Link against a library file by path (the DT_NEEDED becomes its soname).
+    pub fn link(self, lib: &Path) -> Self {
+        self.arg(lib.display().to_string())
+    }
+
+    pub fn build(self) -> PathBuf {
+        std::fs::create_dir_all(self.out.parent().unwrap()).unwrap();
+        let src = self.out.with_extension("src.c");
+        let src = src
+            .parent()
+            .unwrap()
+            .join(format!(".{}", src.file_name().unwrap().to_string_lossy()));
+        std::fs::write(&src, self.source).unwrap();
+        let out = run(Command::new(self.compiler)
+            .arg("-o")
+            .arg(&self.out)
+            .arg(&src)
+            .args(&self.args));
+        std::fs::remove_file(&src).ok();
+        assert!(
+            out.status.success(),
+            "{} failed building {}: {}",
+            self.compiler,
+            self.out.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.out
+    }
+}

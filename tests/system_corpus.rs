@@ -1,0 +1,148 @@
+//! Differential test against the real loader over this machine's own files: for every
+//! dynamically linked x86_64 ELF under /usr/bin, /usr/sbin and /usr/lib/x86_64-linux-gnu, the
+//! closure `shrinkwrap tree` computes must list the same paths, in the same order, as
+//! `ld.so --list`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::{ld_so_list, paths, tree_json};
+
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+const ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"];
+
+/// Regular files under `dir`, recursively, symlinks not followed.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() {
+            walk(&e.path(), out);
+        } else if t.is_file() || t.is_symlink() {
+            out.push(e.path());
+        }
+    }
+}
+
+/// Candidate files: real paths, each once, that start with the ELF magic.
+fn corpus() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for r in ROOTS {
+        walk(Path::new(r), &mut files);
+    }
+    let set: BTreeSet<PathBuf> = files
+        .into_iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .filter(|f| f.is_file())
+        .filter(|f| {
+            let mut magic = [0u8; 4];
+            std::fs::File::open(f)
+                .and_then(|mut h| std::io::Read::read_exact(&mut h, &mut magic))
+                .is_ok()
+                && &magic == b"\x7fELF"
+        })
+        .collect();
+    set.into_iter().collect()
+}
+
+#[test]
+fn system_files_resolve_like_ld_so() {
+    if !Path::new(LOADER).exists() {
+        panic!("{LOADER} is missing: this test needs an x86_64 glibc system");
+    }
+    let files = corpus();
+    assert!(files.len() > 100, "only {} ELF files found", files.len());
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let doc = tree_json(&refs, &[], 0);
+    let results = doc["files"].as_array().unwrap();
+    assert_eq!(results.len(), files.len());
+
+    // Only x86_64 executables and libraries loaded by the system loader can be compared.
+    let comparable: Vec<(PathBuf, &serde_json::Value)> = files
+        .iter()
+        .cloned()
+        .zip(results)
+        .filter(|(_, r)| {
+            r["error"].is_null()
+                && r["machine"] == "x86_64"
+                && matches!(r["kind"].as_str(), Some("executable" | "pie-executable" | "shared-library"))
+                && r["interpreter"] == LOADER
+        })
+        .collect();
+
+    let compared = Mutex::new(0usize);
+    let refused = Mutex::new(Vec::new());
+    let hwcaps = Mutex::new(0usize);
+    let mismatches = Mutex::new(Vec::new());
+    let chunks: Vec<_> = comparable.chunks(comparable.len().div_ceil(4).max(1)).collect();
+    let (compared_r, refused_r, hwcaps_r, mismatches_r) = (&compared, &refused, &hwcaps, &mismatches);
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || {
+                let (compared, refused, hwcaps, mismatches) = (compared_r, refused_r, hwcaps_r, mismatches_r);
+                for (file, ours) in chunk {
+                    let Some(theirs) = ld_so_list(LOADER, file) else {
+                        refused.lock().unwrap().push(file.clone());
+                        continue;
+                    };
+                    let our_paths = paths(ours);
+                    let our_missing: BTreeSet<String> = ours["missing"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["name"].as_str().unwrap().to_string())
+                        .collect();
+                    let their_missing: BTreeSet<String> = theirs.missing.iter().cloned().collect();
+                    *compared.lock().unwrap() += 1;
+                    if our_paths == theirs.paths && our_missing == their_missing {
+                        continue;
+                    }
+                    // Where the loader picked a CPU-specific glibc-hwcaps variant, we
+                    // deliberately chose the portable file: it must exist and be in the same
+                    // position.
+                    let hw_ok = our_paths.len() == theirs.paths.len()
+                        && our_missing == their_missing
+                        && our_paths.iter().zip(&theirs.paths).all(|(a, b)| {
+                            a == b || (b.contains("/glibc-hwcaps/") && Path::new(a).exists())
+                        });
+                    if hw_ok {
+                        *hwcaps.lock().unwrap() += 1;
+                        continue;
+                    }
+                    mismatches.lock().unwrap().push(format!(
+                        "{}\n  shrinkwrap: {:?} missing {:?}\n  ld.so:      {:?} missing {:?}",
+                        file.display(),
+                        our_paths,
+                        our_missing,
+                        theirs.paths,
+                        their_missing
+                    ));
+                }
+            });
+        }
+    });
+    let compared = compared.into_inner().unwrap();
+    let mismatches = mismatches.into_inner().unwrap();
+    let refused = refused.into_inner().unwrap();
+    println!(
+        "{compared} files compared, {} mismatches ({} differ only by a glibc-hwcaps variant; {} of {} ELF files not comparable, {} refused by ld.so)",
+        mismatches.len(),
+        hwcaps.into_inner().unwrap(),
+        files.len() - comparable.len(),
+        files.len(),
+        refused.len(),
+    );
+    for f in &refused {
+        println!("REFUSED by ld.so: {}", f.display());
+    }
+    for m in &mismatches {
+        println!("MISMATCH {m}");
+    }
+    assert!(compared > 100, "only {compared} files could be compared");
+    assert!(mismatches.is_empty(), "{} mismatches", mismatches.len());
+}
