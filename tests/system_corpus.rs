@@ -70,7 +70,10 @@ fn system_files_resolve_like_ld_so() {
         .filter(|(_, r)| {
             r["error"].is_null()
                 && r["machine"] == "x86_64"
-                && matches!(r["kind"].as_str(), Some("executable" | "pie-executable" | "shared-library"))
+                && matches!(
+                    r["kind"].as_str(),
+                    Some("executable" | "pie-executable" | "shared-library")
+                )
                 && r["interpreter"] == LOADER
         })
         .collect();
@@ -79,24 +82,38 @@ fn system_files_resolve_like_ld_so() {
     let refused = Mutex::new(Vec::new());
     let hwcaps = Mutex::new(0usize);
     let mismatches = Mutex::new(Vec::new());
-    let chunks: Vec<_> = comparable.chunks(comparable.len().div_ceil(4).max(1)).collect();
-    let (compared_r, refused_r, hwcaps_r, mismatches_r) = (&compared, &refused, &hwcaps, &mismatches);
+    let chunks: Vec<_> = comparable
+        .chunks(comparable.len().div_ceil(4).max(1))
+        .collect();
+    let (compared_r, refused_r, hwcaps_r, mismatches_r) =
+        (&compared, &refused, &hwcaps, &mismatches);
     std::thread::scope(|s| {
         for chunk in chunks {
             s.spawn(move || {
                 let (compared, refused, hwcaps, mismatches) = (compared_r, refused_r, hwcaps_r, mismatches_r);
                 for (file, ours) in chunk {
-                    let Some(theirs) = ld_so_list(LOADER, file) else {
-                        refused.lock().unwrap().push(file.clone());
-                        continue;
-                    };
-                    let our_paths = paths(ours);
                     let our_missing: BTreeSet<String> = ours["missing"]
                         .as_array()
                         .unwrap()
                         .iter()
                         .map(|m| m["name"].as_str().unwrap().to_string())
                         .collect();
+                    let theirs = match ld_so_list(LOADER, file) {
+                        Ok(l) => l,
+                        // The loader gives up on a missing indirect dependency instead of
+                        // listing it; it must be one we report missing too.
+                        Err(stopped_at) => {
+                            if !our_missing.contains(&stopped_at) {
+                                mismatches.lock().unwrap().push(format!(
+                                    "{}: ld.so stopped at missing {stopped_at}; shrinkwrap missing {our_missing:?}",
+                                    file.display()
+                                ));
+                            }
+                            refused.lock().unwrap().push(file.clone());
+                            continue;
+                        }
+                    };
+                    let our_paths = paths(ours);
                     let their_missing: BTreeSet<String> = theirs.missing.iter().cloned().collect();
                     *compared.lock().unwrap() += 1;
                     if our_paths == theirs.paths && our_missing == their_missing {
@@ -130,7 +147,7 @@ fn system_files_resolve_like_ld_so() {
     let mismatches = mismatches.into_inner().unwrap();
     let refused = refused.into_inner().unwrap();
     println!(
-        "{compared} files compared, {} mismatches ({} differ only by a glibc-hwcaps variant; {} of {} ELF files not comparable, {} refused by ld.so)",
+        "{compared} files compared, {} mismatches ({} differ only by a glibc-hwcaps variant; {} of {} ELF files not comparable, {} refused by ld.so, with a missing library)",
         mismatches.len(),
         hwcaps.into_inner().unwrap(),
         files.len() - comparable.len(),

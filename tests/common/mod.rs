@@ -38,7 +38,11 @@ pub fn run(cmd: &mut Command) -> Output {
 
 /// `shrinkwrap tree --json FILE... ARGS...`, parsed. Panics unless the exit code is `code`.
 pub fn tree_json(files: &[&Path], args: &[&str], code: i32) -> Value {
-    let out = run(shrinkwrap().arg("tree").arg("--json").args(files).args(args));
+    let out = run(shrinkwrap()
+        .arg("tree")
+        .arg("--json")
+        .args(files)
+        .args(args));
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -67,18 +71,25 @@ pub struct LoaderList {
     pub missing: Vec<String>,
 }
 
-/// Runs `INTERP --list FILE` and parses what it prints. `None` if the loader refused the file.
-pub fn ld_so_list(interp: &str, file: &Path) -> Option<LoaderList> {
+/// Runs `INTERP --list FILE` and parses what it prints. When the loader gives up on the file
+/// (it does for a missing indirect dependency), `Err` holds the library it stopped at, or its
+/// whole message if it names none.
+pub fn ld_so_list(interp: &str, file: &Path) -> Result<LoaderList, String> {
     let out = Command::new(interp)
         .arg("--list")
         .arg(file)
         .env_clear()
         .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+        .unwrap_or_else(|e| panic!("cannot run {interp}: {e}"));
+    if out.status.success() {
+        return Ok(parse_ld_so_list(&String::from_utf8_lossy(&out.stdout)));
     }
-    Some(parse_ld_so_list(&String::from_utf8_lossy(&out.stdout)))
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let name = err
+        .split_once("error while loading shared libraries: ")
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .map(|(name, _)| name.to_string());
+    Err(name.unwrap_or(err))
 }
 
 pub fn parse_ld_so_list(text: &str) -> LoaderList {
@@ -208,11 +219,13 @@ impl<'a> Cc<'a> {
     }
 
     pub fn runpath(self, rp: &str) -> Self {
-        self.arg("-Wl,--enable-new-dtags").arg(format!("-Wl,-rpath,{rp}"))
+        self.arg("-Wl,--enable-new-dtags")
+            .arg(format!("-Wl,-rpath,{rp}"))
     }
 
     pub fn rpath(self, rp: &str) -> Self {
-        self.arg("-Wl,--disable-new-dtags").arg(format!("-Wl,-rpath,{rp}"))
+        self.arg("-Wl,--disable-new-dtags")
+            .arg(format!("-Wl,-rpath,{rp}"))
     }
 
     /// Link against a library file by path (the DT_NEEDED becomes its soname).
