@@ -76,6 +76,7 @@ impl Reader<'_> {
         let ctx = Ctx::new(container, le);
         let hdr = self.header(ctx)?;
         let phdrs = self.program_headers(&hdr, ctx)?;
+        self.check_extent(&hdr, &phdrs, ctx)?;
         let debug_file = self.is_debug_file(&hdr, ctx);
 
         let interpreter = match phdrs.iter().find(|p| p.p_type == program_header::PT_INTERP) {
@@ -160,6 +161,32 @@ impl Reader<'_> {
         let buf = self.bytes(hdr.e_phoff, len, "program header table")?;
         ProgramHeader::parse(&buf, 0, hdr.e_phnum as usize, ctx)
             .map_err(|e| ElfError::Corrupt(format!("program headers: {e}")))
+    }
+
+    /// A file cut short is refused even where the loader would only fail later (or crash):
+    /// every loadable segment's bytes and the section header table must be in the file.
+    fn check_extent(&self, hdr: &Header, phdrs: &[ProgramHeader], ctx: Ctx) -> Result<(), ElfError> {
+        let past_end = |off: u64, len: u64| off.checked_add(len).is_none_or(|end| end > self.size);
+        for (i, p) in phdrs.iter().enumerate() {
+            // Debug files keep the program headers of the original, whose contents are gone.
+            if p.p_type == program_header::PT_LOAD && p.p_filesz > 0 && past_end(p.p_offset, p.p_filesz) {
+                if self.is_debug_file(hdr, ctx) {
+                    return Ok(());
+                }
+                return Err(ElfError::Truncated(format!(
+                    "loadable segment {i} ({:#x}+{:#x}) extends past the end of the file ({:#x} bytes)",
+                    p.p_offset, p.p_filesz, self.size
+                )));
+            }
+        }
+        let sh_len = u64::from(hdr.e_shentsize) * u64::from(hdr.e_shnum);
+        if hdr.e_shoff != 0 && past_end(hdr.e_shoff, sh_len) {
+            return Err(ElfError::Truncated(format!(
+                "section header table ({:#x}+{sh_len:#x}) extends past the end of the file ({:#x} bytes)",
+                hdr.e_shoff, self.size
+            )));
+        }
+        Ok(())
     }
 
     /// Separate debug files keep the program headers but turn the loaded sections into
