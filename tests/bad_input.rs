@@ -44,7 +44,11 @@ fn assert_rejected(path: &Path, what: &str) -> String {
     let before = std::fs::read(path).ok();
     let out = run(shrinkwrap().arg("tree").arg(path));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{what}: exit code; stderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: exit code; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{what}: panic: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{what}: want one line, got {stderr:?}");
@@ -63,9 +67,21 @@ fn not_elf_empty_and_missing_files() {
         ("empty", b"", "not an ELF file"),
         ("text", b"#!/bin/sh\necho hi\n", "not an ELF file"),
         ("short-magic", b"\x7fEL", "not an ELF file"),
-        ("wrong-magic", b"\x7fELG\x02\x01\x01\0\0\0\0\0\0\0\0\0", "not an ELF file"),
-        ("ident-only", b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0", "truncated"),
-        ("bad-class", b"\x7fELF\x07\x01\x01\0\0\0\0\0\0\0\0\0", "unknown ELF class"),
+        (
+            "wrong-magic",
+            b"\x7fELG\x02\x01\x01\0\0\0\0\0\0\0\0\0",
+            "not an ELF file",
+        ),
+        (
+            "ident-only",
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0",
+            "truncated",
+        ),
+        (
+            "bad-class",
+            b"\x7fELF\x07\x01\x01\0\0\0\0\0\0\0\0\0",
+            "unknown ELF class",
+        ),
     ];
     for (name, bytes, reason) in cases {
         let p = tmp.path().join(name);
@@ -131,16 +147,61 @@ fn absurd_counts_and_offsets() {
             .unwrap_or_else(|| panic!("no dynamic tag {tag:#x}"))
     };
     let cases: Vec<(&str, usize, Vec<u8>, &str)> = vec![
-        ("phnum", 56, 0xfff0u16.to_le_bytes().to_vec(), "program header table"),
+        (
+            "phnum",
+            56,
+            0xfff0u16.to_le_bytes().to_vec(),
+            "program header table",
+        ),
         ("phentsize", 54, 12u16.to_le_bytes().to_vec(), "entry size"),
-        ("phoff", 32, (1u64 << 62).to_le_bytes().to_vec(), "program header table"),
-        ("shnum", 60, 0xffffu16.to_le_bytes().to_vec(), "section header table"),
-        ("dynamic-size", dynamic.3 + 32, (1u64 << 40).to_le_bytes().to_vec(), "truncated"),
-        ("dynamic-offset", dynamic.3 + 8, u64::MAX.to_le_bytes().to_vec(), "PT_DYNAMIC"),
-        ("strsz", dyn_val(10), (1u64 << 40).to_le_bytes().to_vec(), "DT_STRTAB"),
-        ("strtab", dyn_val(5), (1u64 << 50).to_le_bytes().to_vec(), "DT_STRTAB"),
-        ("needed", dyn_val(1), (1u64 << 32).to_le_bytes().to_vec(), "DT_NEEDED"),
-        ("verneed", dyn_val(0x6fff_fffe), (1u64 << 50).to_le_bytes().to_vec(), "DT_VERNEED"),
+        (
+            "phoff",
+            32,
+            (1u64 << 62).to_le_bytes().to_vec(),
+            "program header table",
+        ),
+        (
+            "shnum",
+            60,
+            0xffffu16.to_le_bytes().to_vec(),
+            "section header table",
+        ),
+        (
+            "dynamic-size",
+            dynamic.3 + 32,
+            (1u64 << 40).to_le_bytes().to_vec(),
+            "truncated",
+        ),
+        (
+            "dynamic-offset",
+            dynamic.3 + 8,
+            u64::MAX.to_le_bytes().to_vec(),
+            "PT_DYNAMIC",
+        ),
+        (
+            "strsz",
+            dyn_val(10),
+            (1u64 << 40).to_le_bytes().to_vec(),
+            "DT_STRTAB",
+        ),
+        (
+            "strtab",
+            dyn_val(5),
+            (1u64 << 50).to_le_bytes().to_vec(),
+            "DT_STRTAB",
+        ),
+        (
+            "needed",
+            dyn_val(1),
+            (1u64 << 32).to_le_bytes().to_vec(),
+            "DT_NEEDED",
+        ),
+        (
+            "verneed",
+            dyn_val(0x6fff_fffe),
+            (1u64 << 50).to_le_bytes().to_vec(),
+            "DT_VERNEED",
+        ),
     ];
     for (name, at, bytes, reason) in cases {
         let mut b = good.clone();

@@ -2,6 +2,9 @@
 //! directories: every loader rule the resolver models, checked against `ld.so --list` and
 //! against what the rule says should happen.
 
+// Fixtures read best as a sequence of build steps.
+#![allow(clippy::vec_init_then_push)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -165,11 +165,19 @@ impl Reader<'_> {
 
     /// A file cut short is refused even where the loader would only fail later (or crash):
     /// every loadable segment's bytes and the section header table must be in the file.
-    fn check_extent(&self, hdr: &Header, phdrs: &[ProgramHeader], ctx: Ctx) -> Result<(), ElfError> {
+    fn check_extent(
+        &self,
+        hdr: &Header,
+        phdrs: &[ProgramHeader],
+        ctx: Ctx,
+    ) -> Result<(), ElfError> {
         let past_end = |off: u64, len: u64| off.checked_add(len).is_none_or(|end| end > self.size);
         for (i, p) in phdrs.iter().enumerate() {
             // Debug files keep the program headers of the original, whose contents are gone.
-            if p.p_type == program_header::PT_LOAD && p.p_filesz > 0 && past_end(p.p_offset, p.p_filesz) {
+            if p.p_type == program_header::PT_LOAD
+                && p.p_filesz > 0
+                && past_end(p.p_offset, p.p_filesz)
+            {
                 if self.is_debug_file(hdr, ctx) {
                     return Ok(());
                 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (Debian 12 packages), then runs it.
+#
+# use: ./scripts/test.sh                 # install what is missing, run every test
+# use: ./scripts/test.sh --deps-only     # only install
+# use: ./scripts/test.sh fixtures        # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# C toolchains for fixtures: the host's, i686 (ELF32), aarch64, and two big-endian targets.
+# Debian's gcc-multilib conflicts with its cross compilers, so i686 comes as a cross compiler.
+packages=(
+  gcc libc6-dev
+  gcc-i686-linux-gnu gcc-aarch64-linux-gnu gcc-s390x-linux-gnu gcc-powerpc-linux-gnu
+  qemu-user elfutils strace shellcheck
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}" >&2
+  sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = --deps-only ]; then
+  exit 0
+fi
+exec cargo test --locked "$@"
