@@ -30,4 +30,8 @@ fi
 if [ "${1:-}" = --deps-only ]; then
   exit 0
 fi
-exec cargo test --locked "$@"
+# --show-output: the corpus and fixture tests print their tallies ("N files compared, …").
+case " $* " in
+  *" -- "*) exec cargo test --locked "$@" ;;
+  *) exec cargo test --locked "$@" -- --show-output ;;
+esac
