@@ -214,12 +214,35 @@ fn absurd_counts_and_offsets() {
 }
 
 #[test]
-fn static_files_are_not_errors() {
+fn files_that_are_not_dynamic_are_not_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let obj = Cc::new("cc", "int f(void) { return 0; }\n", tmp.path().join("f.o"))
         .arg("-c")
         .build();
-    let out = run(shrinkwrap().arg("tree").arg(&obj));
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("relocatable, not dynamically linked"));
+    let stat = Cc::new(
+        "cc",
+        "int main(void) { return 0; }\n",
+        tmp.path().join("static"),
+    )
+    .arg("-static")
+    .build();
+    let debug = tmp.path().join("sample.debug");
+    let objcopy = run(std::process::Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(sample(tmp.path()))
+        .arg(&debug));
+    assert!(objcopy.status.success());
+    for (file, kind) in [
+        (&obj, "relocatable"),
+        (&stat, "static"),
+        (&debug, "debug-file"),
+    ] {
+        let out = run(shrinkwrap().arg("tree").arg(file));
+        assert_eq!(out.status.code(), Some(0), "{kind}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("{kind}, not dynamically linked")),
+            "{kind}: {text}"
+        );
+    }
 }

@@ -35,6 +35,7 @@ struct Dirs {
     dup2: PathBuf,
     wa64: PathBuf,
     wa32: Option<PathBuf>,
+    hwcaps: PathBuf,
 }
 
 impl Fixtures {
@@ -301,6 +302,26 @@ fn build() -> Fixtures {
         .build(),
     ));
 
+    // A glibc-hwcaps variant beside the portable file: never chosen (it depends on the CPU).
+    let hw = st.lib_dir("hwcaps");
+    let libhw = Cc::new(cc, BASE, hw.join("libhw.so.1"))
+        .shared(Some("libhw.so.1"))
+        .build();
+    Cc::new(cc, BASE, hw.join("glibc-hwcaps/x86-64-v2/libhw.so.1"))
+        .shared(Some("libhw.so.1"))
+        .build();
+    programs.push((
+        "hwcaps",
+        Cc::new(
+            cc,
+            "int base(void);\nint main(void) { return base() - 1; }\n",
+            bin.join("hwcaps"),
+        )
+        .runpath(&st.runpath(&[&s(&hw)]))
+        .link(&libhw)
+        .build(),
+    ));
+
     // A missing library: linked against libgone.so.1, which is then deleted.
     let gone = st.lib_dir("gone");
     let libgone = Cc::new(cc, BASE, gone.join("libgone.so.1"))
@@ -330,6 +351,7 @@ fn build() -> Fixtures {
             dup2,
             wa64,
             wa32,
+            hwcaps: hw,
         },
     }
 }
@@ -388,7 +410,13 @@ fn every_fixture_resolves_like_ld_so() {
         let mut their_missing = theirs.missing.clone();
         their_missing.sort();
         their_missing.dedup();
-        if paths(&ours) != theirs.paths || our_missing != their_missing {
+        // Where the loader took a glibc-hwcaps variant, we took the portable file beside it.
+        let same = paths(&ours).len() == theirs.paths.len()
+            && paths(&ours)
+                .iter()
+                .zip(&theirs.paths)
+                .all(|(a, b)| a == b || (b.contains("/glibc-hwcaps/") && Path::new(a).exists()));
+        if !same || our_missing != their_missing {
             mismatches.push(format!(
                 "{name}\n  shrinkwrap: {:?} missing {our_missing:?}\n  ld.so:      {:?} missing {their_missing:?}",
                 paths(&ours),
@@ -584,4 +612,24 @@ fn store_paths_outside_the_store_are_flagged() {
     assert!(!outside
         .iter()
         .any(|w| w["message"].as_str().unwrap().contains("libmid")));
+}
+
+#[test]
+fn hwcaps_variants_are_never_chosen() {
+    let f = build();
+    let t = tree(&f, f.program("hwcaps"));
+    let portable = s(&f.dirs.hwcaps.join("libhw.so.1"));
+    assert_eq!(lib(&t, "libhw.so.1")["path"], portable);
+    let w: Vec<&Value> = t["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "hwcaps-skipped")
+        .collect();
+    assert_eq!(w.len(), 1, "{t:#}");
+    let msg = w[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("glibc-hwcaps/x86-64-v2/libhw.so.1") && msg.contains(&portable),
+        "{msg}"
+    );
 }

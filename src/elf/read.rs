@@ -208,7 +208,7 @@ impl Reader<'_> {
         let Ok(buf) = self.bytes(hdr.e_shoff, entsize * u64::from(hdr.e_shnum), "") else {
             return false;
         };
-        let Ok(shdrs) = SectionHeader::parse(&buf, 0, hdr.e_shnum as usize, ctx) else {
+        let Ok(shdrs) = SectionHeader::parse_from(&buf, 0, hdr.e_shnum as usize, ctx) else {
             return false;
         };
         let Some(strtab) = shdrs.get(hdr.e_shstrndx as usize) else {

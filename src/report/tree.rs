@@ -134,6 +134,7 @@ fn file_json(r: &TreeResult) -> Value {
         "class": match info.class { Class::Elf32 => "elf32", Class::Elf64 => "elf64" },
         "endian": match info.endian { Endian::Little => "little", Endian::Big => "big" },
         "machine": info.machine_name(),
+        "os_abi": info.os_abi,
         "interpreter": c.loader.as_ref().map(|l| l.interpreter.as_str()),
         "soname": info.soname,
         "needed": info.needed,
