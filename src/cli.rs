@@ -18,8 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the library closure of FILE in the loader's order, and where each library was found.
     Tree(TreeArgs),
-    /// Write the closure into FILE as absolute DT_NEEDED paths (not implemented yet).
-    Stamp(Pending),
+    /// Write the closure into FILE as absolute DT_NEEDED paths, in the loader's order.
+    Stamp(StampArgs),
     /// Stamp every ELF file under output directories, in parallel (not implemented yet).
     Fixup(Pending),
     /// Verify that stamped files still resolve as stamped (not implemented yet).
@@ -57,6 +57,44 @@ pub struct TreeArgs {
     /// Print JSON (format documented in the README) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+}
+
+/// What may be stamped, and what is left alone. Shared by `stamp` and `fixup`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Leave libraries whose soname matches GLOB as bare names, and do not lift them
+    /// (repeatable). Added to the default list of system driver libraries.
+    #[arg(long = "keep", value_name = "GLOB")]
+    pub keep: Vec<String>,
+    /// Do not use the default keep list (NVIDIA driver libraries; see the README).
+    #[arg(long = "no-default-keep")]
+    pub no_default_keep: bool,
+    /// Leave missing libraries matching GLOB as bare names, with a warning, instead of failing.
+    #[arg(long = "allow-missing", value_name = "GLOB")]
+    pub allow_missing: Vec<String>,
+    /// Stamp even when two different files in the closure have the same soname.
+    #[arg(long = "allow-soname-collision")]
+    pub allow_soname_collision: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StampArgs {
+    /// ELF executables or shared libraries, stamped in place.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the stamped file to OUT instead (one FILE only).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Print the plan (entries replaced and added) and write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub resolve: ResolveArgs,
 }

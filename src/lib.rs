@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod commands;
 pub mod elf;
+pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod store;
+pub mod write;

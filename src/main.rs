@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tree(args) => commands::tree::run(&args),
-        Command::Stamp(_) => commands::pending("stamp"),
+        Command::Stamp(args) => commands::stamp::run(&args),
         Command::Fixup(_) => commands::pending("fixup"),
         Command::Check(_) => commands::pending("check"),
         Command::Unwrap(_) => commands::pending("unwrap"),

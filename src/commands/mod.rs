@@ -1,6 +1,7 @@
 //! One module per subcommand: each glues the pipeline stages together for its command and
 //! decides its exit status.
 
+pub mod stamp;
 pub mod tree;
 
 use std::io::{self, Write};

@@ -24,8 +24,35 @@ pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
 
 /// Reads the dynamic-linking facts from an open file.
 pub fn read_elf_from(file: &File) -> Result<ElfInfo, ElfError> {
+    read_elf_file(file).map(|f| f.info)
+}
+
+/// Reads the facts and the raw structures a writer needs (headers, dynamic entries, the
+/// dynamic string table, the version-needs table, section headers).
+pub fn read_elf_file(file: &File) -> Result<ElfFile, ElfError> {
     let size = file.metadata()?.len();
     Reader { file, size }.read()
+}
+
+/// An ELF file's dynamic-linking structures, as read.
+#[derive(Debug)]
+pub struct ElfFile {
+    pub info: ElfInfo,
+    /// Class and byte order, for goblin's parsers and writers.
+    pub ctx: Ctx,
+    pub header: Header,
+    pub phdrs: Vec<ProgramHeader>,
+    /// Entries of PT_DYNAMIC up to (not including) the first DT_NULL.
+    pub dynamic: Vec<Dyn>,
+    /// The dynamic string table and its address.
+    pub dynstr: Vec<u8>,
+    pub dynstr_addr: u64,
+    /// `(address, file offset, length)` of the version-needs table, all entries included.
+    pub verneed: Option<(u64, u64, u64)>,
+    /// Section headers, empty when the file has none (or they are unreadable).
+    pub shdrs: Vec<SectionHeader>,
+    /// File size when read.
+    pub size: u64,
 }
 
 struct Reader<'a> {
@@ -52,7 +79,7 @@ impl Reader<'_> {
         Ok(buf)
     }
 
-    fn read(&self) -> Result<ElfInfo, ElfError> {
+    fn read(&self) -> Result<ElfFile, ElfError> {
         let ident_len = self.size.min(header::SIZEOF_IDENT as u64);
         let ident = self.bytes(0, ident_len, "ELF identification")?;
         if ident.len() < header::SELFMAG || &ident[..header::SELFMAG] != header::ELFMAG {
@@ -77,7 +104,8 @@ impl Reader<'_> {
         let hdr = self.header(ctx)?;
         let phdrs = self.program_headers(&hdr, ctx)?;
         self.check_extent(&hdr, &phdrs, ctx)?;
-        let debug_file = self.is_debug_file(&hdr, ctx);
+        let shdrs = self.section_headers(&hdr, ctx);
+        let debug_file = self.is_debug_file(&hdr, &shdrs);
 
         let interpreter = match phdrs.iter().find(|p| p.p_type == program_header::PT_INTERP) {
             Some(p) if !debug_file => Some(self.interpreter(p)?),
@@ -110,7 +138,7 @@ impl Reader<'_> {
             _ => Kind::Other,
         };
 
-        Ok(ElfInfo {
+        let info = ElfInfo {
             class,
             endian,
             machine: hdr.e_machine,
@@ -123,6 +151,18 @@ impl Reader<'_> {
             soname: dynamic.soname,
             flags_1: dynamic.flags_1,
             version_needs: dynamic.version_needs,
+        };
+        Ok(ElfFile {
+            info,
+            ctx,
+            header: hdr,
+            phdrs,
+            dynamic: dynamic.entries,
+            dynstr: dynamic.strtab,
+            dynstr_addr: dynamic.strtab_addr,
+            verneed: dynamic.verneed,
+            shdrs,
+            size: self.size,
         })
     }
 
@@ -178,7 +218,7 @@ impl Reader<'_> {
                 && p.p_filesz > 0
                 && past_end(p.p_offset, p.p_filesz)
             {
-                if self.is_debug_file(hdr, ctx) {
+                if self.is_debug_file(hdr, &self.section_headers(hdr, ctx)) {
                     return Ok(());
                 }
                 return Err(ElfError::Truncated(format!(
@@ -197,20 +237,22 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Separate debug files keep the program headers but turn the loaded sections into
-    /// `NOBITS`; the offsets in their program headers point at nothing. Section headers are
-    /// optional (the loader never reads them), so any trouble reading them means "not debug".
-    fn is_debug_file(&self, hdr: &Header, ctx: Ctx) -> bool {
+    /// Section headers are optional (the loader never reads them): any trouble reading them
+    /// means "none".
+    fn section_headers(&self, hdr: &Header, ctx: Ctx) -> Vec<SectionHeader> {
         let entsize = SectionHeader::size(ctx) as u64;
         if hdr.e_shoff == 0 || hdr.e_shnum == 0 || u64::from(hdr.e_shentsize) != entsize {
-            return false;
+            return Vec::new();
         }
-        let Ok(buf) = self.bytes(hdr.e_shoff, entsize * u64::from(hdr.e_shnum), "") else {
-            return false;
-        };
-        let Ok(shdrs) = SectionHeader::parse_from(&buf, 0, hdr.e_shnum as usize, ctx) else {
-            return false;
-        };
+        self.bytes(hdr.e_shoff, entsize * u64::from(hdr.e_shnum), "")
+            .ok()
+            .and_then(|buf| SectionHeader::parse_from(&buf, 0, hdr.e_shnum as usize, ctx).ok())
+            .unwrap_or_default()
+    }
+
+    /// Separate debug files keep the program headers but turn the loaded sections into
+    /// `NOBITS`; the offsets in their program headers point at nothing.
+    fn is_debug_file(&self, hdr: &Header, shdrs: &[SectionHeader]) -> bool {
         let Some(strtab) = shdrs.get(hdr.e_shstrndx as usize) else {
             return false;
         };
@@ -275,6 +317,7 @@ impl Reader<'_> {
             )
         }) || tag(dynamic::DT_VERNEED).is_some();
         if !strings_needed {
+            out.entries = entries;
             return Ok(out);
         }
         let (Some(addr), Some(strsz)) = (strtab_addr, strsz) else {
@@ -313,8 +356,13 @@ impl Reader<'_> {
         }
         if let Some(addr) = tag(dynamic::DT_VERNEED) {
             let count = tag(dynamic::DT_VERNEEDNUM);
-            out.version_needs = self.version_needs(phdrs, addr, count, ctx.le, &string)?;
+            let (needs, extent) = self.version_needs(phdrs, addr, count, ctx.le, &string)?;
+            out.version_needs = needs;
+            out.verneed = Some(extent);
         }
+        out.strtab = strtab;
+        out.strtab_addr = addr;
+        out.entries = entries;
         Ok(out)
     }
 
@@ -326,15 +374,18 @@ impl Reader<'_> {
         count: Option<u64>,
         le: scroll::Endian,
         string: &dyn Fn(u64, &str) -> Result<String, ElfError>,
-    ) -> Result<Vec<VersionNeed>, ElfError> {
+    ) -> Result<(Vec<VersionNeed>, (u64, u64, u64)), ElfError> {
         const ENTRY: u64 = 16;
         let corrupt = || ElfError::Corrupt(format!("DT_VERNEED {addr:#x} is not in the file"));
         let mut off = vaddr_to_offset(phdrs, addr, ENTRY).ok_or_else(corrupt)?;
+        let start = off;
+        let mut end = off;
         // Every entry takes 16 bytes, so a count larger than the file can hold is corrupt.
         let limit = count.unwrap_or(u64::MAX).min(self.size / ENTRY + 1);
         let mut needs = Vec::new();
         for _ in 0..limit {
             let e = self.bytes(off, ENTRY, "version-needs entry")?;
+            end = end.max(off + ENTRY);
             let cnt: u16 = e.pread_with(2, le).map_err(|_| corrupt())?;
             let file: u32 = e.pread_with(4, le).map_err(|_| corrupt())?;
             let aux: u32 = e.pread_with(8, le).map_err(|_| corrupt())?;
@@ -343,6 +394,7 @@ impl Reader<'_> {
             let mut aoff = off + u64::from(aux);
             for _ in 0..cnt {
                 let a = self.bytes(aoff, ENTRY, "version-needs aux entry")?;
+                end = end.max(aoff + ENTRY);
                 let name: u32 = a.pread_with(8, le).map_err(|_| corrupt())?;
                 let anext: u32 = a.pread_with(12, le).map_err(|_| corrupt())?;
                 versions.push(string(u64::from(name), "vna_name")?);
@@ -360,13 +412,17 @@ impl Reader<'_> {
             }
             off += u64::from(next);
         }
-        Ok(needs)
+        Ok((needs, (addr, start, end - start)))
     }
 }
 
 #[derive(Default)]
 struct Dynamic {
     present: bool,
+    entries: Vec<Dyn>,
+    strtab: Vec<u8>,
+    strtab_addr: u64,
+    verneed: Option<(u64, u64, u64)>,
     needed: Vec<String>,
     rpath: Option<String>,
     runpath: Option<String>,
@@ -376,7 +432,7 @@ struct Dynamic {
 }
 
 /// File offset of `len` bytes at virtual address `addr`, through the PT_LOAD that holds them.
-pub(crate) fn vaddr_to_offset(phdrs: &[ProgramHeader], addr: u64, len: u64) -> Option<u64> {
+pub fn vaddr_to_offset(phdrs: &[ProgramHeader], addr: u64, len: u64) -> Option<u64> {
     let end = addr.checked_add(len)?;
     phdrs
         .iter()

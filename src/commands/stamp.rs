@@ -1,0 +1,184 @@
+//! `shrinkwrap stamp`: resolve, plan and write each file.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::{print, resolve_options, Outcome};
+use crate::cli::{PolicyArgs, StampArgs};
+use crate::plan::{self, Plan, Policy};
+use crate::resolve::{ResolveError, Resolver};
+use crate::write::{self, WriteError};
+
+/// Policy from the command line.
+pub fn policy(args: &PolicyArgs) -> Policy {
+    let mut p = if args.no_default_keep {
+        Policy {
+            keep: args.keep.clone(),
+            ..Policy::default()
+        }
+    } else {
+        Policy::with_default_keep(args.keep.clone())
+    };
+    p.allow_missing = args.allow_missing.clone();
+    p.allow_soname_collision = args.allow_soname_collision;
+    p
+}
+
+/// What happened to one file.
+enum Done {
+    Stamped { plan: Plan, grew_by: u64 },
+    Unchanged { plan: Plan },
+    Planned { plan: Plan },
+    NothingToDo(&'static str),
+    Failed(String),
+}
+
+/// Stamps every FILE (or writes one to `-o OUT`). Each failure is one line on stderr naming
+/// the file; the file is left untouched and the exit code is 1.
+pub fn run(args: &StampArgs) -> Outcome {
+    if args.output.is_some() && args.files.len() != 1 {
+        eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
+        return Outcome::Usage;
+    }
+    let resolver = Resolver::new(resolve_options(&args.resolve));
+    let policy = policy(&args.policy);
+    let mut outcome = Outcome::Success;
+    let mut reports = Vec::new();
+    for file in &args.files {
+        let target = args.output.clone().unwrap_or_else(|| file.clone());
+        let done = stamp_one(&resolver, &policy, file, &target, args.dry_run);
+        if let Done::Failed(why) = &done {
+            eprintln!("shrinkwrap: {}: {why}", file.display());
+            outcome = Outcome::FileFailed;
+        }
+        if !args.json {
+            print(&human(&target, &done));
+        }
+        reports.push(report(&target, &done));
+    }
+    if args.json {
+        let doc = json!({ "version": 1, "files": reports });
+        print(&(serde_json::to_string_pretty(&doc).unwrap() + "\n"));
+    }
+    outcome
+}
+
+fn stamp_one(
+    resolver: &Resolver,
+    policy: &Policy,
+    file: &Path,
+    target: &Path,
+    dry_run: bool,
+) -> Done {
+    let closure = match resolver.resolve(file) {
+        Ok(c) => c,
+        Err(ResolveError::NotDynamic(kind)) => return Done::NothingToDo(kind),
+        Err(e) => return Done::Failed(e.to_string()),
+    };
+    let plan = match plan::plan(&closure, policy) {
+        Ok(p) => p,
+        Err(refusal) => return Done::Failed(refusal.to_string()),
+    };
+    if dry_run {
+        return Done::Planned { plan };
+    }
+    let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
+    let result = if target == file {
+        write::stamp_file(file, &values)
+    } else {
+        write_copy(file, target, &values)
+    };
+    match result {
+        Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped { plan, grew_by },
+        Ok(write::Outcome::Unchanged) => Done::Unchanged { plan },
+        Err(e) => Done::Failed(e.to_string()),
+    }
+}
+
+/// Stamps a copy of `file` and renames it to `target`, so `target` never holds a half-written
+/// file.
+fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Outcome, WriteError> {
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let tmp: PathBuf = dir.join(format!(".{name}.shrinkwrap-{}", std::process::id()));
+    std::fs::copy(file, &tmp)?;
+    let result = write::stamp_file(&tmp, values).and_then(|o| {
+        std::fs::rename(&tmp, target)?;
+        Ok(o)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    // A copy that needed no change is still the requested output.
+    result.map(|o| match o {
+        write::Outcome::Unchanged => write::Outcome::Unchanged,
+        other => other,
+    })
+}
+
+fn human(target: &Path, done: &Done) -> String {
+    let t = target.display();
+    let mut s = match done {
+        Done::Stamped { plan, grew_by } => {
+            let (replaced, added) = counts(plan);
+            format!("{t}: stamped {replaced} replaced, {added} added (+{grew_by} bytes)\n")
+        }
+        Done::Unchanged { .. } => format!("{t}: already stamped, unchanged\n"),
+        Done::Planned { plan } => {
+            let mut s = format!("{t}: would write {} DT_NEEDED entries\n", plan.needed.len());
+            for n in &plan.needed {
+                match &n.original {
+                    Some(o) if *o == n.value => s.push_str(&format!("    keep    {o}\n")),
+                    Some(o) => s.push_str(&format!("    replace {o} => {}\n", n.value)),
+                    None => s.push_str(&format!("    add     {}\n", n.value)),
+                }
+            }
+            s
+        }
+        Done::NothingToDo(kind) => format!("{t}: {kind}, not dynamically linked: nothing to do\n"),
+        Done::Failed(_) => String::new(),
+    };
+    if let Done::Stamped { plan, .. } | Done::Unchanged { plan } | Done::Planned { plan } = done {
+        for w in &plan.warnings {
+            s.push_str(&format!("  warning: {w}\n"));
+        }
+    }
+    s
+}
+
+fn counts(plan: &Plan) -> (usize, usize) {
+    let replaced = plan
+        .needed
+        .iter()
+        .filter(|n| n.original.as_ref().is_some_and(|o| *o != n.value))
+        .count();
+    let added = plan.needed.iter().filter(|n| n.original.is_none()).count();
+    (replaced, added)
+}
+
+fn report(target: &Path, done: &Done) -> Value {
+    let (status, plan, extra) = match done {
+        Done::Stamped { plan, grew_by } => ("stamped", Some(plan), json!({ "grew_by": grew_by })),
+        Done::Unchanged { plan } => ("unchanged", Some(plan), json!({})),
+        Done::Planned { plan } => ("planned", Some(plan), json!({})),
+        Done::NothingToDo(kind) => ("nothing-to-do", None, json!({ "kind": kind })),
+        Done::Failed(why) => ("failed", None, json!({ "error": why })),
+    };
+    let mut v = json!({ "file": target, "status": status });
+    if let Some(plan) = plan {
+        v["needed"] = plan
+            .needed
+            .iter()
+            .map(|n| json!({ "value": n.value, "original": n.original }))
+            .collect();
+        v["warnings"] = json!(plan.warnings);
+    }
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}

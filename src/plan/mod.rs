@@ -1,0 +1,206 @@
+//! Planning: from a resolved closure and the user's policy, the DT_NEEDED list a stamped file
+//! should have — or the reasons it must not be stamped.
+
+pub mod glob;
+
+use std::fmt;
+
+use crate::resolve::{Closure, Via, Warning};
+
+/// Driver libraries that come from the running system, never from the closure (on NixOS they
+/// live in /run/opengl-driver/lib). Left as bare sonames, and not lifted.
+pub const DEFAULT_KEEP: &[&str] = &[
+    "libcuda.so*",
+    "libnvcuvid.so*",
+    "libnvidia-*",
+    "libnvoptix.so*",
+    "libGLX_nvidia.so*",
+    "libEGL_nvidia.so*",
+    "libGLESv1_CM_nvidia.so*",
+    "libGLESv2_nvidia.so*",
+    "libvdpau_nvidia.so*",
+];
+
+/// What the user allows and asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Soname globs left as they are and not lifted (the default list included unless
+    /// the user dropped it).
+    pub keep: Vec<String>,
+    /// Missing sonames to leave as bare names, with a warning, instead of failing.
+    pub allow_missing: Vec<String>,
+    /// Stamp even when two different files share a soname in the closure.
+    pub allow_soname_collision: bool,
+}
+
+impl Policy {
+    /// A policy with the default keep list plus `keep`.
+    pub fn with_default_keep(mut keep: Vec<String>) -> Policy {
+        keep.extend(DEFAULT_KEEP.iter().map(|s| s.to_string()));
+        Policy {
+            keep,
+            ..Policy::default()
+        }
+    }
+}
+
+/// One DT_NEEDED entry of the planned file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needed {
+    /// The string to write.
+    pub value: String,
+    /// The string it replaces, for entries that had a slot in the original; `None` for lifted
+    /// entries.
+    pub original: Option<String>,
+}
+
+/// The stamp for one file.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The full new DT_NEEDED list, in order: the original slots first, then lifted entries.
+    pub needed: Vec<Needed>,
+    /// Warnings for the user (allowed missing libraries, libraries without soname, …).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The new DT_NEEDED strings in order.
+    pub fn values(&self) -> Vec<&str> {
+        self.needed.iter().map(|n| n.value.as_str()).collect()
+    }
+}
+
+/// Why a file must not be stamped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every missing library, with who needs it.
+    Missing(Vec<(String, String)>),
+    /// Two files with one soname.
+    SonameCollision {
+        soname: String,
+        first: String,
+        second: String,
+    },
+    /// musl's loader does not match requests by soname against objects loaded by path.
+    Musl { interpreter: String },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Missing(list) => {
+                let items: Vec<String> = list
+                    .iter()
+                    .map(|(name, by)| format!("{name} (needed by {by})"))
+                    .collect();
+                write!(f, "missing libraries: {}", items.join(", "))
+            }
+            Refusal::SonameCollision { soname, first, second } => write!(
+                f,
+                "soname {soname} is provided by two files, {first} and {second} (--allow-soname-collision to stamp anyway)"
+            ),
+            Refusal::Musl { interpreter } => write!(
+                f,
+                "uses musl's loader ({interpreter}), which does not match libraries loaded by path against later requests by soname: stamping would not remove searches and could load libraries twice"
+            ),
+        }
+    }
+}
+
+/// Plans the stamp of `closure`'s root file under `policy`.
+pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
+    if let Some(l) = &c.loader {
+        let base = l.interpreter.rsplit('/').next().unwrap_or("");
+        if base.starts_with("ld-musl-") {
+            return Err(Refusal::Musl {
+                interpreter: l.interpreter.clone(),
+            });
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut missing = Vec::new();
+    for m in &c.missing {
+        let by = c.requester_path(m.needed_by).to_string();
+        if glob::any(&policy.keep, &m.name) {
+            continue;
+        }
+        if glob::any(&policy.allow_missing, &m.name) {
+            warnings.push(format!(
+                "{} is missing (needed by {by}); left as a bare name",
+                m.name
+            ));
+        } else {
+            missing.push((m.name.clone(), by));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Refusal::Missing(missing));
+    }
+    for w in &c.warnings {
+        match w {
+            Warning::SonameCollision {
+                soname,
+                first,
+                second,
+            } if !policy.allow_soname_collision => {
+                return Err(Refusal::SonameCollision {
+                    soname: soname.clone(),
+                    first: first.clone(),
+                    second: second.clone(),
+                })
+            }
+            Warning::NoSoname { path } => warnings.push(format!(
+                "{path} has no soname: requests for it by name still search"
+            )),
+            _ => {}
+        }
+    }
+
+    // Which closure entries are written as paths. A kept library stays a bare name, and so do
+    // the libraries only it brought in (the system provides those, too). The interpreter is
+    // written only as the file's own PT_INTERP string, which is the name the loader gave itself.
+    let own_interp = c.root.info.interpreter.as_deref();
+    let mut stamped = vec![true; c.libraries.len()];
+    for (i, l) in c.libraries.iter().enumerate() {
+        let kept = glob::any(&policy.keep, &l.name)
+            || l.object
+                .info
+                .soname
+                .as_deref()
+                .is_some_and(|s| glob::any(&policy.keep, s));
+        let via_kept = l.needed_by != 0 && !stamped[l.needed_by - 1];
+        let foreign_interp = l.via == Via::Interpreter && own_interp != Some(l.path.as_str());
+        stamped[i] = !(kept || via_kept || foreign_interp);
+    }
+
+    let mut needed: Vec<Needed> = Vec::new();
+    for name in &c.root.info.needed {
+        // The library this slot resolved to: requested by the root under this name.
+        let target = c
+            .libraries
+            .iter()
+            .position(|l| l.needed_by == 0 && &l.name == name)
+            .or_else(|| {
+                c.libraries.iter().position(|l| {
+                    &l.name == name || l.object.info.soname.as_deref() == Some(name.as_str())
+                })
+            });
+        let value = match target {
+            Some(i) if stamped[i] => c.libraries[i].path.clone(),
+            _ => name.clone(),
+        };
+        needed.push(Needed {
+            value,
+            original: Some(name.clone()),
+        });
+    }
+    for (i, l) in c.libraries.iter().enumerate() {
+        if stamped[i] && !needed.iter().any(|n| n.value == l.path) {
+            needed.push(Needed {
+                value: l.path.clone(),
+                original: None,
+            });
+        }
+    }
+    Ok(Plan { needed, warnings })
+}

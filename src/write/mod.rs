@@ -1,0 +1,513 @@
+//! Writing: the stamp, in place. See `../shared/design/stamping.md` for the layout.
+//!
+//! The new dynamic string table (old bytes + appended paths), the new `.dynamic`, a copy of
+//! `.gnu.version_r` with `vn_file` rewritten, and the few sections moved out of the way of one
+//! more program header go into one new writable PT_LOAD appended to the file. A copy of the
+//! section header table follows it. Nothing the loader reads in the old part of the file changes
+//! until one final `pwrite` at offset 0 (ELF header + program headers): that write is the commit
+//! point, so a killed run leaves the file either as it was or fully stamped. The segment starts
+//! with a record holding the original bytes of that first region, so a later run can recognise
+//! its own work, restore the original, and stamp afresh rather than stacking segments.
+
+mod record;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use goblin::container::Container;
+use goblin::elf::dynamic::{self, Dyn};
+use goblin::elf::header::Header;
+use goblin::elf::program_header::{self as ph, ProgramHeader};
+use goblin::elf::section_header::{self as sh, SectionHeader};
+use scroll::{Pread, Pwrite};
+
+use crate::elf::{read_elf_file, ElfError, ElfFile};
+use record::Record;
+
+/// Alignment of the new segment in the file. Small on purpose: a page would bloat small files
+/// on 64 KiB-page machines; the segment's address keeps the congruence the loader needs.
+const FILE_ALIGN: u64 = 64;
+/// The ELF header + program header region we are willing to rewrite in one write.
+const MAX_HEAD: u64 = 1 << 20;
+
+/// What stamping did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file was rewritten; it grew by this many bytes (relative to its unstamped size).
+    Stamped { grew_by: u64 },
+    /// The file already had exactly these DT_NEEDED entries: nothing was written.
+    Unchanged,
+}
+
+/// Why a file could not be stamped. The file is untouched in every case.
+#[derive(Debug)]
+pub enum WriteError {
+    Io(io::Error),
+    Elf(ElfError),
+    /// The layout leaves no way to add a program header without risk.
+    NoRoom(String),
+    Unsupported(String),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Io(e) => write!(f, "{e}"),
+            WriteError::Elf(e) => write!(f, "{e}"),
+            WriteError::NoRoom(why) => write!(f, "no room for another program header: {why}"),
+            WriteError::Unsupported(why) => write!(f, "cannot stamp: {why}"),
+        }
+    }
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+impl From<ElfError> for WriteError {
+    fn from(e: ElfError) -> Self {
+        match e {
+            ElfError::Io(io) => WriteError::Io(io),
+            other => WriteError::Elf(other),
+        }
+    }
+}
+
+/// Stamps `path` in place so its DT_NEEDED entries are exactly `needed`: the first entries
+/// replace the existing slots in order, the rest are inserted after them.
+pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut ef = read_elf_file(&file)?;
+    if let Some(original_size) = record::unfinished_tail(&file, &ef)? {
+        // A run was killed before its commit: the appended bytes are not referenced.
+        file.set_len(original_size)?;
+        ef = read_elf_file(&file)?;
+    }
+    if ef.info.needed == needed {
+        return Ok(Outcome::Unchanged);
+    }
+    if let Some((rec, seg_off)) = Record::find(&file, &ef)? {
+        // Our own earlier stamp: go back to the original and stamp it afresh, so stamping
+        // never stacks segments and the result depends only on the original and the plan.
+        record::restore(&file, &rec, seg_off, ef.size)?;
+        ef = read_elf_file(&file)?;
+    }
+    let stamp = build(&file, &ef, needed)?;
+    let original_size = ef.size;
+    file.write_all_at(&stamp.tail, stamp.tail_offset)?;
+    // The commit point.
+    if let Err(e) = file.write_all_at(&stamp.head, 0) {
+        let _ = file.set_len(original_size);
+        return Err(e.into());
+    }
+    let new_size = stamp.tail_offset + stamp.tail.len() as u64;
+    Ok(Outcome::Stamped {
+        grew_by: new_size.saturating_sub(original_size),
+    })
+}
+
+/// The bytes to write: `tail` at `tail_offset` (past the end of the file), then `head` at 0.
+struct Stamp {
+    tail_offset: u64,
+    tail: Vec<u8>,
+    head: Vec<u8>,
+}
+
+fn align(v: u64, a: u64) -> u64 {
+    if a <= 1 {
+        v
+    } else {
+        v.div_ceil(a) * a
+    }
+}
+
+fn pad_to(buf: &mut Vec<u8>, a: usize) {
+    while buf.len() % a != 0 {
+        buf.push(0);
+    }
+}
+
+/// A contiguous run of bytes right after the program header table (`.interp`, notes) that is
+/// moved into the new segment to make room for one more program header.
+struct Moved {
+    start: u64,
+    end: u64,
+}
+
+fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteError> {
+    let ctx = ef.ctx;
+    let is64 = ctx.container == Container::Big;
+    let dyn_size = Dyn::size_with(&ctx) as u64;
+    let phent = ProgramHeader::size(ctx) as u64;
+    let hdr = &ef.header;
+
+    if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() {
+        return Err(WriteError::Unsupported("not dynamically linked".into()));
+    }
+    let slots: Vec<usize> = ef
+        .dynamic
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.d_tag == dynamic::DT_NEEDED)
+        .map(|(i, _)| i)
+        .collect();
+    if slots.is_empty() || needed.len() < slots.len() {
+        return Err(WriteError::Unsupported(
+            "the plan does not cover every DT_NEEDED entry".into(),
+        ));
+    }
+
+    // 1. The new string table: old bytes unchanged, new strings appended once each.
+    let mut dynstr = ef.dynstr.clone();
+    let mut offsets: HashMap<&str, u64> = HashMap::new();
+    for (k, &i) in slots.iter().enumerate() {
+        offsets
+            .entry(ef.info.needed[k].as_str())
+            .or_insert(ef.dynamic[i].d_val);
+    }
+    for s in needed {
+        offsets.entry(s.as_str()).or_insert_with(|| {
+            let off = dynstr.len() as u64;
+            dynstr.extend_from_slice(s.as_bytes());
+            dynstr.push(0);
+            off
+        });
+    }
+
+    // 2. Room for one more program header.
+    let phoff = hdr.e_phoff;
+    let old_ph_end = phoff + phent * u64::from(hdr.e_phnum);
+    let reuse_null = ef.phdrs.iter().position(|p| p.p_type == ph::PT_NULL);
+    let moved = if reuse_null.is_some() {
+        None
+    } else {
+        Some(room_after_phdrs(ef, old_ph_end, old_ph_end + phent)?)
+    };
+    let new_phnum = u64::from(hdr.e_phnum) + u64::from(reuse_null.is_none());
+    let new_ph_end = phoff + phent * new_phnum;
+    let head_len = [
+        u64::from(hdr.e_ehsize),
+        new_ph_end,
+        moved.as_ref().map_or(0, |m| m.end),
+    ]
+    .into_iter()
+    .max()
+    .unwrap();
+    if head_len > MAX_HEAD {
+        return Err(WriteError::Unsupported(format!(
+            "the program header table is {phoff:#x} bytes into the file"
+        )));
+    }
+    let mut original_head = vec![0u8; head_len as usize];
+    file.read_exact_at(&mut original_head, 0)?;
+
+    // 3. Lay out the new segment.
+    let loads: Vec<&ProgramHeader> = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD)
+        .collect();
+    let max_align = loads.iter().map(|p| p.p_align).max().unwrap_or(1).max(1);
+    let max_end = loads
+        .iter()
+        .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
+        .max()
+        .unwrap_or(0);
+    let seg_off = align(ef.size, FILE_ALIGN);
+    let seg_vaddr = align(max_end, max_align) + seg_off % max_align;
+    let word = if is64 { 8 } else { 4 };
+
+    let mut seg = Record::placeholder();
+    pad_to(&mut seg, word * 2);
+    let dyn_rel = seg.len() as u64;
+    let n_dyn = ef.dynamic.len() + (needed.len() - slots.len()) + 1;
+    seg.resize(seg.len() + n_dyn * dyn_size as usize, 0);
+    pad_to(&mut seg, 4);
+    let vn_rel = seg.len() as u64;
+    let verneed = match ef.verneed {
+        Some((_, off, len)) => {
+            let mut v = vec![0u8; len as usize];
+            file.read_exact_at(&mut v, off)?;
+            let renames: HashMap<&str, u64> = ef
+                .info
+                .needed
+                .iter()
+                .zip(needed)
+                .filter(|(old, new)| old != new)
+                .map(|(old, new)| (old.as_str(), offsets[new.as_str()]))
+                .collect();
+            rewrite_vn_file(&mut v, &ef.dynstr, &renames, ctx.le)?;
+            seg.extend_from_slice(&v);
+            true
+        }
+        None => false,
+    };
+    let str_rel = seg.len() as u64;
+    seg.extend_from_slice(&dynstr);
+    let moved_rel = moved.as_ref().map(|m| {
+        // Keep the moved bytes' alignment (notes need 4 or 8) by keeping them congruent mod 16.
+        pad_to(&mut seg, 16);
+        let rel = seg.len() as u64 + (m.start % 16);
+        seg.resize(rel as usize, 0);
+        seg.extend_from_slice(&original_head[m.start as usize..m.end as usize]);
+        rel
+    });
+    let undo_rel = seg.len() as u64;
+    seg.extend_from_slice(&original_head);
+    let seg_len = seg.len() as u64;
+    let addr = |rel: u64| seg_vaddr + rel;
+
+    // 4. The new dynamic section.
+    let last_slot = *slots.last().unwrap();
+    let mut dyns: Vec<Dyn> = Vec::with_capacity(n_dyn);
+    let mut k = 0;
+    for (i, d) in ef.dynamic.iter().enumerate() {
+        let mut d = d.clone();
+        match d.d_tag {
+            dynamic::DT_NEEDED => {
+                d.d_val = offsets[needed[k].as_str()];
+                k += 1;
+            }
+            dynamic::DT_STRTAB => d.d_val = addr(str_rel),
+            dynamic::DT_STRSZ => d.d_val = dynstr.len() as u64,
+            dynamic::DT_VERNEED if verneed => d.d_val = addr(vn_rel),
+            _ => {}
+        }
+        dyns.push(d);
+        if i == last_slot {
+            for s in &needed[slots.len()..] {
+                dyns.push(Dyn {
+                    d_tag: dynamic::DT_NEEDED,
+                    d_val: offsets[s.as_str()],
+                });
+            }
+        }
+    }
+    dyns.push(Dyn {
+        d_tag: dynamic::DT_NULL,
+        d_val: 0,
+    });
+    for (i, d) in dyns.into_iter().enumerate() {
+        seg.pwrite_with(d, dyn_rel as usize + i * dyn_size as usize, ctx)
+            .map_err(|e| WriteError::Unsupported(format!("writing .dynamic: {e}")))?;
+    }
+
+    // 5. Program headers.
+    let first_load = loads.first().copied();
+    let (moved_delta_off, moved_delta_addr) = match (&moved, moved_rel, first_load) {
+        (Some(m), Some(rel), Some(l)) => {
+            let old_addr = m.start - l.p_offset + l.p_vaddr;
+            (
+                (seg_off + rel).wrapping_sub(m.start),
+                addr(rel).wrapping_sub(old_addr),
+            )
+        }
+        _ => (0, 0),
+    };
+    let in_moved = |off: u64| {
+        moved
+            .as_ref()
+            .is_some_and(|m| off >= m.start && off < m.end)
+    };
+    let mut phdrs: Vec<ProgramHeader> = ef.phdrs.clone();
+    if let Some(i) = reuse_null {
+        phdrs.remove(i);
+    }
+    for p in &mut phdrs {
+        match p.p_type {
+            ph::PT_DYNAMIC => {
+                p.p_offset = seg_off + dyn_rel;
+                p.p_vaddr = addr(dyn_rel);
+                p.p_paddr = addr(dyn_rel);
+                p.p_filesz = n_dyn as u64 * dyn_size;
+                p.p_memsz = p.p_filesz;
+            }
+            ph::PT_PHDR => {
+                p.p_filesz = new_phnum * phent;
+                p.p_memsz = p.p_filesz;
+            }
+            ph::PT_LOAD => {}
+            _ if p.p_filesz > 0 && in_moved(p.p_offset) => {
+                p.p_offset = p.p_offset.wrapping_add(moved_delta_off);
+                p.p_vaddr = p.p_vaddr.wrapping_add(moved_delta_addr);
+                p.p_paddr = p.p_paddr.wrapping_add(moved_delta_addr);
+            }
+            _ => {}
+        }
+    }
+    let new_load = ProgramHeader {
+        p_type: ph::PT_LOAD,
+        p_flags: ph::PF_R | ph::PF_W,
+        p_offset: seg_off,
+        p_vaddr: seg_vaddr,
+        p_paddr: seg_vaddr,
+        p_filesz: seg_len,
+        p_memsz: seg_len,
+        p_align: max_align,
+    };
+    let after_last_load = phdrs
+        .iter()
+        .rposition(|p| p.p_type == ph::PT_LOAD)
+        .map_or(phdrs.len(), |i| i + 1);
+    phdrs.insert(after_last_load, new_load);
+
+    // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
+    let mut tail = seg;
+    let mut new_shoff = hdr.e_shoff;
+    if !ef.shdrs.is_empty() {
+        pad_to(&mut tail, 8);
+        new_shoff = seg_off + tail.len() as u64;
+        let shent = SectionHeader::size(ctx);
+        for s in &ef.shdrs {
+            let mut s = s.clone();
+            let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
+            if s.sh_type == sh::SHT_DYNAMIC {
+                s.sh_offset = seg_off + dyn_rel;
+                s.sh_addr = addr(dyn_rel);
+                s.sh_size = n_dyn as u64 * dyn_size;
+            } else if s.sh_type == sh::SHT_STRTAB && alloc && s.sh_addr == ef.dynstr_addr {
+                s.sh_offset = seg_off + str_rel;
+                s.sh_addr = addr(str_rel);
+                s.sh_size = dynstr.len() as u64;
+            } else if verneed && s.sh_type == sh::SHT_GNU_VERNEED {
+                s.sh_offset = seg_off + vn_rel;
+                s.sh_addr = addr(vn_rel);
+            } else if s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && in_moved(s.sh_offset) {
+                s.sh_offset = s.sh_offset.wrapping_add(moved_delta_off);
+                s.sh_addr = s.sh_addr.wrapping_add(moved_delta_addr);
+            }
+            let at = tail.len();
+            tail.resize(at + shent, 0);
+            tail.pwrite_with(s, at, ctx)
+                .map_err(|e| WriteError::Unsupported(format!("writing section headers: {e}")))?;
+        }
+    }
+
+    // 7. The head: ELF header and program headers, moved bytes cleared.
+    let mut head = original_head.clone();
+    if let Some(m) = &moved {
+        head[old_ph_end as usize..m.end as usize].fill(0);
+    }
+    for (i, p) in phdrs.into_iter().enumerate() {
+        head.pwrite_with(p, (phoff + i as u64 * phent) as usize, ctx)
+            .map_err(|e| WriteError::Unsupported(format!("writing program headers: {e}")))?;
+    }
+    let mut new_hdr: Header = *hdr;
+    new_hdr.e_phnum = new_phnum as u16;
+    new_hdr.e_shoff = new_shoff;
+    head.pwrite_with(new_hdr, 0, ctx.le)
+        .map_err(|e| WriteError::Unsupported(format!("writing the ELF header: {e}")))?;
+
+    Record {
+        original_size: ef.size,
+        stamped_size: seg_off + tail.len() as u64,
+        undo_rel,
+        undo_len: original_head.len() as u64,
+    }
+    .write_into(&mut tail);
+    Ok(Stamp {
+        tail_offset: seg_off,
+        tail,
+        head,
+    })
+}
+
+/// Finds the bytes after the program header table that can move: `.interp` and notes,
+/// contiguous but for alignment padding, until at least `need_end` is covered.
+fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, WriteError> {
+    let mut ranges: Vec<(u64, u64)> = ef
+        .phdrs
+        .iter()
+        .filter(|p| matches!(p.p_type, ph::PT_INTERP | ph::PT_NOTE | ph::PT_GNU_PROPERTY))
+        .filter(|p| p.p_filesz > 0 && p.p_offset >= ph_end)
+        .map(|p| (p.p_offset, p.p_offset + p.p_filesz))
+        .collect();
+    ranges.sort();
+    let mut cursor = ph_end;
+    let mut start = None;
+    for (a, b) in ranges {
+        if cursor >= need_end {
+            break;
+        }
+        // Only alignment padding may lie between movable pieces.
+        if a > cursor && a - cursor >= 16 {
+            break;
+        }
+        start.get_or_insert(a.min(cursor));
+        cursor = cursor.max(b);
+    }
+    let first_load_end = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD && p.p_offset <= ef.header.e_phoff)
+        .map(|p| p.p_offset + p.p_filesz)
+        .max()
+        .unwrap_or(0);
+    if cursor < need_end || cursor > first_load_end {
+        return Err(WriteError::NoRoom(
+            "the program header table is not followed by .interp or notes that can move".into(),
+        ));
+    }
+    // Anything else in the way (a section that is neither interp nor note) means no.
+    let blocked = ef.shdrs.iter().any(|s| {
+        s.sh_type != sh::SHT_NOBITS
+            && s.sh_type != sh::SHT_NOTE
+            && s.sh_size > 0
+            && s.sh_offset < cursor
+            && s.sh_offset + s.sh_size > ph_end
+            && !ef
+                .phdrs
+                .iter()
+                .any(|p| p.p_type == ph::PT_INTERP && p.p_offset == s.sh_offset)
+    });
+    if blocked {
+        return Err(WriteError::NoRoom(
+            "a section other than .interp or a note follows the program header table".into(),
+        ));
+    }
+    Ok(Moved {
+        start: start.unwrap_or(ph_end).min(ph_end),
+        end: cursor,
+    })
+}
+
+/// Points each `vn_file` whose library got a new DT_NEEDED string at that same string: glibc
+/// matches `vn_file` against the names the library was loaded under.
+fn rewrite_vn_file(
+    v: &mut [u8],
+    dynstr: &[u8],
+    renames: &HashMap<&str, u64>,
+    le: scroll::Endian,
+) -> Result<(), WriteError> {
+    let corrupt = || WriteError::Elf(ElfError::Corrupt("version-needs table".into()));
+    let mut off = 0usize;
+    loop {
+        let file_off: u32 = v.pread_with(off + 4, le).map_err(|_| corrupt())?;
+        let next: u32 = v.pread_with(off + 12, le).map_err(|_| corrupt())?;
+        if let Some(&new) = cstr(dynstr, file_off as usize).and_then(|n| renames.get(n)) {
+            v.pwrite_with(new as u32, off + 4, le)
+                .map_err(|_| corrupt())?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        off += next as usize;
+        if off + 16 > v.len() {
+            return Err(corrupt());
+        }
+    }
+}
+
+fn cstr(table: &[u8], off: usize) -> Option<&str> {
+    let rest = table.get(off..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+use scroll::ctx::SizeWith;
