@@ -133,11 +133,13 @@ fn pad_to(buf: &mut Vec<u8>, a: usize) {
     }
 }
 
-/// A contiguous run of bytes right after the program header table (`.interp`, notes) that is
-/// moved into the new segment to make room for one more program header.
+/// The bytes right after the program header table (`.interp`, notes) that move into the new
+/// segment to make room for one more program header: `end` is where the room ends, `pieces`
+/// the file ranges that move, in the order they are placed (notes first, then `.interp`, which
+/// keeps `objcopy --only-keep-debug` content with the section order).
 struct Moved {
-    start: u64,
     end: u64,
+    pieces: Vec<(u64, u64)>,
 }
 
 fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteError> {
@@ -224,6 +226,17 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     let word = if is64 { 8 } else { 4 };
 
     let mut seg = Record::placeholder();
+    // Moved pieces first, each congruent to its old offset mod 16 (notes need 4 or 8).
+    let mut relocations: Vec<(u64, u64, u64)> = Vec::new(); // (old start, old end, new rel)
+    if let Some(m) = &moved {
+        for &(a, b) in &m.pieces {
+            pad_to(&mut seg, 16);
+            let rel = seg.len() as u64 + a % 16;
+            seg.resize(rel as usize, 0);
+            seg.extend_from_slice(&original_head[a as usize..b as usize]);
+            relocations.push((a, b, rel));
+        }
+    }
     pad_to(&mut seg, word * 2);
     let dyn_rel = seg.len() as u64;
     let n_dyn = ef.dynamic.len() + (needed.len() - slots.len()) + 1;
@@ -250,18 +263,32 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     };
     let str_rel = seg.len() as u64;
     seg.extend_from_slice(&dynstr);
-    let moved_rel = moved.as_ref().map(|m| {
-        // Keep the moved bytes' alignment (notes need 4 or 8) by keeping them congruent mod 16.
-        pad_to(&mut seg, 16);
-        let rel = seg.len() as u64 + (m.start % 16);
-        seg.resize(rel as usize, 0);
-        seg.extend_from_slice(&original_head[m.start as usize..m.end as usize]);
-        rel
-    });
     let undo_rel = seg.len() as u64;
     seg.extend_from_slice(&original_head);
     let seg_len = seg.len() as u64;
     let addr = |rel: u64| seg_vaddr + rel;
+
+    let first_load = loads.first().copied();
+    // Where a moved byte went: (delta of the file offset, delta of the address).
+    let moved_to = |off: u64| -> Option<(u64, u64)> {
+        let l = first_load?;
+        relocations
+            .iter()
+            .find(|&&(a, b, _)| off >= a && off < b)
+            .map(|&(a, _, rel)| {
+                let old_addr = a - l.p_offset + l.p_vaddr;
+                (
+                    (seg_off + rel).wrapping_sub(a),
+                    addr(rel).wrapping_sub(old_addr),
+                )
+            })
+    };
+    // The new address of a moved table, by its old address.
+    let moved_addr = |old: u64| -> Option<u64> {
+        let l = first_load?;
+        let off = old.checked_sub(l.p_vaddr)? + l.p_offset;
+        moved_to(off).map(|(_, d_addr)| old.wrapping_add(d_addr))
+    };
 
     // 4. The new dynamic section.
     let last_slot = *slots.last().unwrap();
@@ -277,6 +304,11 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
             dynamic::DT_STRTAB => d.d_val = addr(str_rel),
             dynamic::DT_STRSZ => d.d_val = dynstr.len() as u64,
             dynamic::DT_VERNEED if verneed => d.d_val = addr(vn_rel),
+            t if MOVABLE_TAGS.contains(&t) => {
+                if let Some(new) = moved_addr(d.d_val) {
+                    d.d_val = new;
+                }
+            }
             _ => {}
         }
         dyns.push(d);
@@ -299,22 +331,6 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     }
 
     // 5. Program headers.
-    let first_load = loads.first().copied();
-    let (moved_delta_off, moved_delta_addr) = match (&moved, moved_rel, first_load) {
-        (Some(m), Some(rel), Some(l)) => {
-            let old_addr = m.start - l.p_offset + l.p_vaddr;
-            (
-                (seg_off + rel).wrapping_sub(m.start),
-                addr(rel).wrapping_sub(old_addr),
-            )
-        }
-        _ => (0, 0),
-    };
-    let in_moved = |off: u64| {
-        moved
-            .as_ref()
-            .is_some_and(|m| off >= m.start && off < m.end)
-    };
     let mut phdrs: Vec<ProgramHeader> = ef.phdrs.clone();
     if let Some(i) = reuse_null {
         phdrs.remove(i);
@@ -333,12 +349,13 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
                 p.p_memsz = p.p_filesz;
             }
             ph::PT_LOAD => {}
-            _ if p.p_filesz > 0 && in_moved(p.p_offset) => {
-                p.p_offset = p.p_offset.wrapping_add(moved_delta_off);
-                p.p_vaddr = p.p_vaddr.wrapping_add(moved_delta_addr);
-                p.p_paddr = p.p_paddr.wrapping_add(moved_delta_addr);
+            _ => {
+                if let Some((d_off, d_addr)) = moved_to(p.p_offset).filter(|_| p.p_filesz > 0) {
+                    p.p_offset = p.p_offset.wrapping_add(d_off);
+                    p.p_vaddr = p.p_vaddr.wrapping_add(d_addr);
+                    p.p_paddr = p.p_paddr.wrapping_add(d_addr);
+                }
             }
-            _ => {}
         }
     }
     let new_load = ProgramHeader {
@@ -378,9 +395,11 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
             } else if verneed && s.sh_type == sh::SHT_GNU_VERNEED {
                 s.sh_offset = seg_off + vn_rel;
                 s.sh_addr = addr(vn_rel);
-            } else if s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && in_moved(s.sh_offset) {
-                s.sh_offset = s.sh_offset.wrapping_add(moved_delta_off);
-                s.sh_addr = s.sh_addr.wrapping_add(moved_delta_addr);
+            } else if let Some((d_off, d_addr)) =
+                moved_to(s.sh_offset).filter(|_| s.sh_type != sh::SHT_NOBITS && s.sh_size > 0)
+            {
+                s.sh_offset = s.sh_offset.wrapping_add(d_off);
+                s.sh_addr = s.sh_addr.wrapping_add(d_addr);
             }
             let at = tail.len();
             tail.resize(at + shent, 0);
@@ -420,26 +439,61 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
 
 /// Finds the bytes after the program header table that can move: `.interp` and notes,
 /// contiguous but for alignment padding, until at least `need_end` is covered.
+/// Dynamic tags whose target may move: the loader finds these tables only through the tag.
+const MOVABLE_TAGS: &[u64] = &[
+    dynamic::DT_GNU_HASH,
+    dynamic::DT_HASH,
+    dynamic::DT_VERSYM,
+    dynamic::DT_VERNEED,
+];
+
 fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, WriteError> {
+    let interp = ef
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == ph::PT_INTERP)
+        .map(|p| p.p_offset);
+    // Movable ranges: .interp and notes (found through program headers, so this works without
+    // section headers), and tables reached only through a dynamic tag (their extent comes
+    // from section headers).
     let mut ranges: Vec<(u64, u64)> = ef
         .phdrs
         .iter()
         .filter(|p| matches!(p.p_type, ph::PT_INTERP | ph::PT_NOTE | ph::PT_GNU_PROPERTY))
-        .filter(|p| p.p_filesz > 0 && p.p_offset >= ph_end)
+        .filter(|p| p.p_filesz > 0)
         .map(|p| (p.p_offset, p.p_offset + p.p_filesz))
         .collect();
+    let tag_addrs: Vec<u64> = ef
+        .dynamic
+        .iter()
+        .filter(|d| MOVABLE_TAGS.contains(&d.d_tag))
+        .map(|d| d.d_val)
+        .collect();
+    ranges.extend(
+        ef.shdrs
+            .iter()
+            .filter(|s| {
+                s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && tag_addrs.contains(&s.sh_addr)
+            })
+            .map(|s| (s.sh_offset, s.sh_offset + s.sh_size)),
+    );
+    ranges.retain(|&(a, _)| a >= ph_end);
     ranges.sort();
     let mut cursor = ph_end;
-    let mut start = None;
+    let mut taken: Vec<(u64, u64)> = Vec::new();
     for (a, b) in ranges {
-        if cursor >= need_end {
+        if cursor >= need_end && a >= cursor {
             break;
         }
         // Only alignment padding may lie between movable pieces.
         if a > cursor && a - cursor >= 16 {
             break;
         }
-        start.get_or_insert(a.min(cursor));
+        // Merge overlapping ranges (PT_GNU_PROPERTY lies inside a PT_NOTE).
+        match taken.last_mut() {
+            Some(last) if a < last.1 => last.1 = last.1.max(b),
+            _ => taken.push((a, b)),
+        }
         cursor = cursor.max(b);
     }
     let first_load_end = ef
@@ -451,29 +505,34 @@ fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, W
         .unwrap_or(0);
     if cursor < need_end || cursor > first_load_end {
         return Err(WriteError::NoRoom(
-            "the program header table is not followed by .interp or notes that can move".into(),
+            "the program header table is not followed by sections that can move".into(),
         ));
     }
-    // Anything else in the way (a section that is neither interp nor note) means no.
+    // Anything else in the way means no: every section there must lie in a moved piece.
     let blocked = ef.shdrs.iter().any(|s| {
         s.sh_type != sh::SHT_NOBITS
-            && s.sh_type != sh::SHT_NOTE
             && s.sh_size > 0
             && s.sh_offset < cursor
             && s.sh_offset + s.sh_size > ph_end
-            && !ef
-                .phdrs
+            && !taken
                 .iter()
-                .any(|p| p.p_type == ph::PT_INTERP && p.p_offset == s.sh_offset)
+                .any(|&(a, b)| s.sh_offset >= a && s.sh_offset + s.sh_size <= b)
     });
     if blocked {
         return Err(WriteError::NoRoom(
-            "a section other than .interp or a note follows the program header table".into(),
+            "a section that cannot move follows the program header table".into(),
         ));
     }
+    // Notes first, then .interp, then the tables.
+    let is_note = |a: u64| {
+        ef.phdrs
+            .iter()
+            .any(|p| p.p_type == ph::PT_NOTE && p.p_offset <= a && a < p.p_offset + p.p_filesz)
+    };
+    taken.sort_by_key(|&(a, _)| (!is_note(a), Some(a) != interp, a));
     Ok(Moved {
-        start: start.unwrap_or(ph_end).min(ph_end),
         end: cursor,
+        pieces: taken,
     })
 }
 
