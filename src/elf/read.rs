@@ -34,6 +34,9 @@ pub fn read_elf_file(file: &File) -> Result<ElfFile, ElfError> {
     Reader { file, size }.read()
 }
 
+/// `(address, file offset, length)` of a table in the file.
+pub type Region = (u64, u64, u64);
+
 /// An ELF file's dynamic-linking structures, as read.
 #[derive(Debug)]
 pub struct ElfFile {
@@ -48,7 +51,7 @@ pub struct ElfFile {
     pub dynstr: Vec<u8>,
     pub dynstr_addr: u64,
     /// `(address, file offset, length)` of the version-needs table, all entries included.
-    pub verneed: Option<(u64, u64, u64)>,
+    pub verneed: Option<Region>,
     /// Section headers, empty when the file has none (or they are unreadable).
     pub shdrs: Vec<SectionHeader>,
     /// File size when read.
@@ -374,7 +377,7 @@ impl Reader<'_> {
         count: Option<u64>,
         le: scroll::Endian,
         string: &dyn Fn(u64, &str) -> Result<String, ElfError>,
-    ) -> Result<(Vec<VersionNeed>, (u64, u64, u64)), ElfError> {
+    ) -> Result<(Vec<VersionNeed>, Region), ElfError> {
         const ENTRY: u64 = 16;
         let corrupt = || ElfError::Corrupt(format!("DT_VERNEED {addr:#x} is not in the file"));
         let mut off = vaddr_to_offset(phdrs, addr, ENTRY).ok_or_else(corrupt)?;
@@ -422,7 +425,7 @@ struct Dynamic {
     entries: Vec<Dyn>,
     strtab: Vec<u8>,
     strtab_addr: u64,
-    verneed: Option<(u64, u64, u64)>,
+    verneed: Option<Region>,
     needed: Vec<String>,
     rpath: Option<String>,
     runpath: Option<String>,
