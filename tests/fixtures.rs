@@ -9,7 +9,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{have, ld_so_list, paths, run, tree_json, Cc, Store};
+use common::{
+    have, ld_so_list, loader_paths, paths, readelf_needed, run, stamp, strip_variants, tree_json,
+    Cc, Store,
+};
 use serde_json::Value;
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -631,5 +634,163 @@ fn hwcaps_variants_are_never_chosen() {
     assert!(
         msg.contains("glibc-hwcaps/x86-64-v2/libhw.so.1") && msg.contains(&portable),
         "{msg}"
+    );
+}
+
+/// Runs a fixture program; (exit code, stdout).
+fn run_program(p: &Path) -> (Option<i32>, String) {
+    let out = run(&mut std::process::Command::new(p));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn every_fixture_stamps_runs_and_lists_the_same() {
+    let f = build();
+    let store_arg = ["--store-dir", &s(&f.store.store)];
+    let (mut stamped, mut refused, mut failures) = (0, 0, Vec::new());
+    for (name, program) in &f.programs {
+        let before_bytes = std::fs::read(program).unwrap();
+        let before = loader_paths(LOADER, program);
+        let (code, _out, err) = stamp(program, &store_arg);
+        if *name == "soname-collision" || before.is_err() {
+            // Refusals: a collision, or libraries the loader cannot find either.
+            assert_eq!(code, 1, "{name}: {err}");
+            assert_eq!(err.lines().count(), 1, "{name}: {err}");
+            assert_eq!(
+                std::fs::read(program).unwrap(),
+                before_bytes,
+                "{name} changed"
+            );
+            refused += 1;
+            continue;
+        }
+        let before = before.unwrap();
+        if code != 0 {
+            failures.push(format!("{name}: stamp failed: {err}"));
+            continue;
+        }
+        stamped += 1;
+        // Run the unstamped original (kept aside) and the stamped file.
+        let orig = f.store.scratch().join(format!("orig-{name}"));
+        std::fs::write(&orig, &before_bytes).unwrap();
+        std::fs::set_permissions(&orig, std::fs::metadata(program).unwrap().permissions()).unwrap();
+        let after = loader_paths(LOADER, program).unwrap();
+        if after != before {
+            failures.push(format!(
+                "{name}: ld.so --list\n  before {before:?}\n  after  {after:?}"
+            ));
+        }
+        let needed = readelf_needed(program);
+        if let Some(bare) = needed.iter().find(|n| !n.starts_with('/')) {
+            failures.push(format!("{name}: DT_NEEDED {bare} is not absolute"));
+        }
+        if *name != "nodeflib" {
+            // $ORIGIN fixtures run from their own place; the copy aside is only for the others.
+            let ran_before = if *name == "origin" {
+                None
+            } else {
+                Some(run_program(&orig))
+            };
+            let ran_after = run_program(program);
+            if let Some(rb) = ran_before {
+                if rb != ran_after {
+                    failures.push(format!("{name}: ran {rb:?} before, {ran_after:?} after"));
+                }
+            }
+            if ran_after.0 != Some(0) {
+                failures.push(format!("{name}: exit {:?} after stamping", ran_after.0));
+            }
+        }
+        // Stamping again changes nothing.
+        let once = std::fs::read(program).unwrap();
+        let (code, out, _) = stamp(program, &store_arg);
+        if code != 0 || std::fs::read(program).unwrap() != once {
+            failures.push(format!("{name}: second stamp was not a no-op: {out}"));
+        }
+        // Strip tools succeed and keep the stamp working.
+        for (tool, mut cmd) in
+            strip_variants(program, &f.store.scratch().join(format!("{name}.stripped")))
+        {
+            let out = run(&mut cmd);
+            let stripped = f.store.scratch().join(format!("{name}.stripped"));
+            if !out.status.success() {
+                failures.push(format!(
+                    "{name}: {tool} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            } else if loader_paths(LOADER, &stripped).as_ref() != Ok(&after) {
+                failures.push(format!(
+                    "{name}: after {tool} the loader lists something else"
+                ));
+            }
+        }
+        let dbg = run(std::process::Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(program)
+            .arg(f.store.scratch().join(format!("{name}.debug"))));
+        if !dbg.status.success() || !dbg.stderr.is_empty() {
+            failures.push(format!(
+                "{name}: objcopy --only-keep-debug: {}",
+                String::from_utf8_lossy(&dbg.stderr)
+            ));
+        }
+    }
+    println!(
+        "{stamped} fixtures stamped, {refused} refused as expected, {} failures",
+        failures.len()
+    );
+    for m in &failures {
+        println!("FAILURE {m}");
+    }
+    assert!(failures.is_empty());
+    assert!(stamped >= 8);
+}
+
+#[test]
+fn stamped_fixture_makes_no_failed_library_lookups() {
+    if !have("strace") {
+        return;
+    }
+    let f = build();
+    let program = f.program("wide-runpath");
+    let trace = |p: &Path| -> Vec<String> {
+        let log = f.store.scratch().join("strace.log");
+        let out = run(std::process::Command::new("strace")
+            .args(["-f", "-e", "trace=openat,open,stat,newfstatat,access", "-o"])
+            .arg(&log)
+            .arg(p));
+        assert!(out.status.success());
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            // Library lookups only: the loader always checks for /etc/ld.so.preload.
+            .filter(|l| {
+                l.contains(".so") && l.contains("= -1 ENOENT") && !l.contains("ld.so.preload")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    // Unstamped, the 32 RUNPATH directories cost failed probes; stamped, none.
+    let before = trace(program);
+    assert!(
+        before.len() >= 32,
+        "expected many failed probes before stamping, got {}",
+        before.len()
+    );
+    let (code, _, err) = stamp(program, &[]);
+    assert_eq!(code, 0, "{err}");
+    let after = trace(program);
+    assert!(
+        after.is_empty(),
+        "failed lookups after stamping:\n{}",
+        after.join("\n")
+    );
+    println!(
+        "failed library lookups: {} before stamping, {} after",
+        before.len(),
+        after.len()
     );
 }

@@ -257,3 +257,60 @@ impl<'a> Cc<'a> {
         self.out
     }
 }
+
+/// The loader's view of a file, normalised for comparison: paths in order, glibc-hwcaps
+/// variants replaced by the portable file beside them (which shrinkwrap chooses on purpose).
+pub fn loader_paths(interp: &str, file: &Path) -> Result<Vec<String>, String> {
+    ld_so_list(interp, file).map(|l| {
+        l.paths
+            .into_iter()
+            .map(|p| match p.split_once("/glibc-hwcaps/") {
+                Some((dir, rest)) => {
+                    let name = rest.rsplit('/').next().unwrap_or(rest);
+                    format!("{dir}/{name}")
+                }
+                None => p,
+            })
+            .collect()
+    })
+}
+
+/// Runs `shrinkwrap stamp ARGS... FILE`; returns (exit code, stdout, stderr).
+pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = run(shrinkwrap().arg("stamp").args(args).arg(file));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// DT_NEEDED entries as `readelf -d` shows them.
+pub fn readelf_needed(file: &Path) -> Vec<String> {
+    let out = run(Command::new("readelf").arg("-dW").arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            l.split_once('[')
+                .and_then(|(_, r)| r.rsplit_once(']'))
+                .map(|(n, _)| n.to_string())
+        })
+        .collect()
+}
+
+/// The strip tools a stamped file must survive, each as (name, command line builder).
+pub fn strip_variants(file: &Path, out: &Path) -> Vec<(&'static str, Command)> {
+    let mut v = Vec::new();
+    for (name, args) in [
+        ("strip", vec!["-o"]),
+        ("strip -S", vec!["-S", "-o"]),
+        ("eu-strip", vec!["-o"]),
+    ] {
+        let prog = name.split(' ').next().unwrap();
+        let mut c = Command::new(prog);
+        c.args(args).arg(out).arg(file);
+        v.push((name, c));
+    }
+    v
+}
