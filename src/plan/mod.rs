@@ -156,21 +156,26 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
         }
     }
 
-    // Which closure entries are written as paths. A kept library stays a bare name, and so do
-    // the libraries only it brought in (the system provides those, too). The interpreter is
-    // written only as the file's own PT_INTERP string, which is the name the loader gave itself.
+    // What each closure entry is written as. A kept library stays a bare name and is not
+    // lifted, and neither are the libraries only it brought in (the system provides those,
+    // too). The interpreter is always loaded already: it is written as the file's own
+    // PT_INTERP string (the name the loader gave itself), or, for a library that names no
+    // interpreter, as its soname: either way it matches without a probe and keeps its place.
     let own_interp = c.root.info.interpreter.as_deref();
-    let mut stamped = vec![true; c.libraries.len()];
-    for (i, l) in c.libraries.iter().enumerate() {
-        let kept = glob::any(&policy.keep, &l.name)
-            || l.object
-                .info
-                .soname
-                .as_deref()
-                .is_some_and(|s| glob::any(&policy.keep, s));
-        let via_kept = l.needed_by != 0 && !stamped[l.needed_by - 1];
-        let foreign_interp = l.via == Via::Interpreter && own_interp != Some(l.path.as_str());
-        stamped[i] = !(kept || via_kept || foreign_interp);
+    let mut stamped: Vec<Option<String>> = Vec::with_capacity(c.libraries.len());
+    for l in &c.libraries {
+        let soname = l.object.info.soname.as_deref();
+        let kept =
+            glob::any(&policy.keep, &l.name) || soname.is_some_and(|s| glob::any(&policy.keep, s));
+        let via_kept = l.needed_by != 0 && stamped[l.needed_by - 1].is_none();
+        let value = if kept || via_kept {
+            None
+        } else if l.via == Via::Interpreter && own_interp != Some(l.path.as_str()) {
+            Some(soname.unwrap_or(&l.name).to_string())
+        } else {
+            Some(l.path.clone())
+        };
+        stamped.push(value);
     }
 
     let mut needed: Vec<Needed> = Vec::new();
@@ -185,19 +190,18 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
                     &l.name == name || l.object.info.soname.as_deref() == Some(name.as_str())
                 })
             });
-        let value = match target {
-            Some(i) if stamped[i] => c.libraries[i].path.clone(),
-            _ => name.clone(),
-        };
+        let value = target
+            .and_then(|i| stamped[i].clone())
+            .unwrap_or_else(|| name.clone());
         needed.push(Needed {
             value,
             original: Some(name.clone()),
         });
     }
-    for (i, l) in c.libraries.iter().enumerate() {
-        if stamped[i] && !needed.iter().any(|n| n.value == l.path) {
+    for value in stamped.into_iter().flatten() {
+        if !needed.iter().any(|n| n.value == value) {
             needed.push(Needed {
-                value: l.path.clone(),
+                value,
                 original: None,
             });
         }

@@ -133,12 +133,11 @@ fn pad_to(buf: &mut Vec<u8>, a: usize) {
     }
 }
 
-/// The bytes right after the program header table (`.interp`, notes) that move into the new
-/// segment to make room for one more program header: `end` is where the room ends, `pieces`
-/// the file ranges that move, in the order they are placed (notes first, then `.interp`, which
-/// keeps `objcopy --only-keep-debug` content with the section order).
+/// The bytes right after the program header table (`.interp`, notes, tables reached through
+/// a dynamic tag) that move into the new segment to make room for one more program header:
+/// the file ranges that move, in the order they are placed (notes first, then `.interp`,
+/// which keeps `objcopy --only-keep-debug` content with the section order).
 struct Moved {
-    end: u64,
     pieces: Vec<(u64, u64)>,
 }
 
@@ -193,17 +192,12 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     };
     let new_phnum = u64::from(hdr.e_phnum) + u64::from(reuse_null.is_none());
     let new_ph_end = phoff + phent * new_phnum;
-    let head_len = [
-        u64::from(hdr.e_ehsize),
-        new_ph_end,
-        moved.as_ref().map_or(0, |m| m.end),
-    ]
-    .into_iter()
-    .max()
-    .unwrap();
+    // The commit write covers the ELF header and the program header table; moved bytes past
+    // the table's new end stay where they were, unreferenced.
+    let head_len = u64::from(hdr.e_ehsize).max(new_ph_end);
     if head_len > MAX_HEAD {
         return Err(WriteError::Unsupported(format!(
-            "the program header table is {phoff:#x} bytes into the file"
+            "the program header table ends {head_len:#x} bytes into the file"
         )));
     }
     let mut original_head = vec![0u8; head_len as usize];
@@ -233,7 +227,9 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
             pad_to(&mut seg, 16);
             let rel = seg.len() as u64 + a % 16;
             seg.resize(rel as usize, 0);
-            seg.extend_from_slice(&original_head[a as usize..b as usize]);
+            let start = seg.len();
+            seg.resize(start + (b - a) as usize, 0);
+            file.read_exact_at(&mut seg[start..], a)?;
             relocations.push((a, b, rel));
         }
     }
@@ -410,9 +406,6 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
 
     // 7. The head: ELF header and program headers, moved bytes cleared.
     let mut head = original_head.clone();
-    if let Some(m) = &moved {
-        head[old_ph_end as usize..m.end as usize].fill(0);
-    }
     for (i, p) in phdrs.into_iter().enumerate() {
         head.pwrite_with(p, (phoff + i as u64 * phent) as usize, ctx)
             .map_err(|e| WriteError::Unsupported(format!("writing program headers: {e}")))?;
@@ -441,6 +434,7 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
 /// contiguous but for alignment padding, until at least `need_end` is covered.
 /// Dynamic tags whose target may move: the loader finds these tables only through the tag.
 const MOVABLE_TAGS: &[u64] = &[
+    dynamic::DT_SYMTAB,
     dynamic::DT_GNU_HASH,
     dynamic::DT_HASH,
     dynamic::DT_VERSYM,
@@ -530,10 +524,7 @@ fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, W
             .any(|p| p.p_type == ph::PT_NOTE && p.p_offset <= a && a < p.p_offset + p.p_filesz)
     };
     taken.sort_by_key(|&(a, _)| (!is_note(a), Some(a) != interp, a));
-    Ok(Moved {
-        end: cursor,
-        pieces: taken,
-    })
+    Ok(Moved { pieces: taken })
 }
 
 /// Points each `vn_file` whose library got a new DT_NEEDED string at that same string: glibc
