@@ -794,3 +794,48 @@ fn stamped_fixture_makes_no_failed_library_lookups() {
         after.len()
     );
 }
+
+#[test]
+fn restamp_with_a_new_plan_starts_from_the_original() {
+    let f = build();
+    let p = f.program("wide-runpath");
+    let original = std::fs::read(p).unwrap();
+    let direct = f.store.scratch().join("direct");
+    std::fs::copy(p, &direct).unwrap();
+    assert_eq!(stamp(&direct, &[]).0, 0);
+    let direct_bytes = std::fs::read(&direct).unwrap();
+
+    // Plan A keeps libbase as a bare name; plan B lifts it. B over A equals B alone.
+    let (code, _, err) = stamp(p, &["--keep", "libbase*"]);
+    assert_eq!(code, 0, "{err}");
+    let a = std::fs::read(p).unwrap();
+    assert_ne!(a, direct_bytes);
+    // libbase is transitive: kept means not lifted at all.
+    assert!(!readelf_needed(p).iter().any(|n| n.contains("libbase")));
+    assert_eq!(stamp(p, &[]).0, 0);
+    assert!(
+        std::fs::read(p).unwrap() == direct_bytes,
+        "restamp differs from a direct stamp"
+    );
+
+    // A run killed after appending its segment but before the commit write: the file still
+    // loads as the original did, and the next run trims the tail and stamps normally.
+    let killed = f.store.scratch().join("killed");
+    let mut bytes = original.clone();
+    let tail_start = original.len().div_ceil(64) * 64;
+    bytes.resize(tail_start, 0);
+    bytes.extend_from_slice(&direct_bytes[tail_start..]);
+    std::fs::write(&killed, &bytes).unwrap();
+    std::fs::set_permissions(&killed, std::fs::metadata(p).unwrap().permissions()).unwrap();
+    let orig_copy = f.store.scratch().join("orig");
+    std::fs::write(&orig_copy, &original).unwrap();
+    assert_eq!(
+        loader_paths(LOADER, &killed),
+        loader_paths(LOADER, &orig_copy)
+    );
+    assert_eq!(stamp(&killed, &[]).0, 0);
+    assert!(
+        std::fs::read(&killed).unwrap() == direct_bytes,
+        "recovery differs"
+    );
+}

@@ -71,7 +71,13 @@ fn stamp_one(
     target: &Path,
     dry_run: bool,
 ) -> Done {
-    let closure = match resolver.resolve(file) {
+    // A file we stamped before is planned from its original, so a new plan replaces the old
+    // stamp instead of building on it.
+    let original = match write::original_info(file) {
+        Ok(o) => o,
+        Err(e) => return Done::Failed(e.to_string()),
+    };
+    let closure = match resolver.resolve_as(file, original) {
         Ok(c) => c,
         Err(ResolveError::NotDynamic(kind)) => return Done::NothingToDo(kind),
         Err(e) => return Done::Failed(e.to_string()),

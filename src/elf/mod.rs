@@ -9,7 +9,9 @@ mod error;
 mod read;
 
 pub use error::ElfError;
-pub use read::{read_elf, read_elf_file, read_elf_from, vaddr_to_offset, ElfFile};
+pub use read::{
+    read_elf, read_elf_file, read_elf_from, read_elf_source, vaddr_to_offset, ElfFile, Source,
+};
 
 /// ELF class: 32- or 64-bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

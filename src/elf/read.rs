@@ -30,8 +30,28 @@ pub fn read_elf_from(file: &File) -> Result<ElfInfo, ElfError> {
 /// Reads the facts and the raw structures a writer needs (headers, dynamic entries, the
 /// dynamic string table, the version-needs table, section headers).
 pub fn read_elf_file(file: &File) -> Result<ElfFile, ElfError> {
-    let size = file.metadata()?.len();
-    Reader { file, size }.read()
+    read_elf_source(file)
+}
+
+/// Where ELF bytes come from: a file, or a view of one (see `write::original_view`).
+pub trait Source {
+    fn size(&self) -> std::io::Result<u64>;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl Source for File {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// [`read_elf_file`] for any [`Source`].
+pub fn read_elf_source(src: &dyn Source) -> Result<ElfFile, ElfError> {
+    let size = src.size()?;
+    Reader { file: src, size }.read()
 }
 
 /// `(address, file offset, length)` of a table in the file.
@@ -59,7 +79,7 @@ pub struct ElfFile {
 }
 
 struct Reader<'a> {
-    file: &'a File,
+    file: &'a dyn Source,
     size: u64,
 }
 

@@ -282,14 +282,26 @@ impl Resolver {
 
     /// Resolves the closure of `file` in the loader's order.
     pub fn resolve(&self, file: &Path) -> Result<Closure, ResolveError> {
+        self.resolve_as(file, None)
+    }
+
+    /// Resolves the closure of `file` as if its own dynamic-linking facts were `info` (for a
+    /// stamped file: those of its original).
+    pub fn resolve_as(&self, file: &Path, info: Option<ElfInfo>) -> Result<Closure, ResolveError> {
         // The loader computes the executable's $ORIGIN from /proc/self/exe, which has every
         // symlink resolved: resolve from the real path too.
         let file = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
         let file_str = file.to_string_lossy().into_owned();
-        let root = match probe::probe_file(&file) {
+        let mut root = match probe::probe_file(&file) {
             Ok(o) => o,
             Err(e) => return Err(ResolveError::Elf(e)),
         };
+        if let Some(info) = info {
+            root = Arc::new(Object {
+                info,
+                file_id: root.file_id,
+            });
+        }
         if !root.info.kind.is_dynamic() {
             return Err(ResolveError::NotDynamic(root.info.kind.name()));
         }

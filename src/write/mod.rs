@@ -112,6 +112,17 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     })
 }
 
+/// The dynamic-linking facts of the file as it was before our own earlier stamp, if it has
+/// one that can be undone: plans must start from the original, not from a stamped file.
+pub fn original_info(path: &Path) -> Result<Option<crate::elf::ElfInfo>, WriteError> {
+    let file = File::open(path)?;
+    let ef = read_elf_file(&file)?;
+    match record::original_view(&file, &ef)? {
+        Some(view) => Ok(Some(crate::elf::read_elf_source(&view)?.info)),
+        None => Ok(None),
+    }
+}
+
 /// The bytes to write: `tail` at `tail_offset` (past the end of the file), then `head` at 0.
 struct Stamp {
     tail_offset: u64,

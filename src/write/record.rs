@@ -97,6 +97,51 @@ pub fn restore(file: &File, rec: &Record, seg_off: u64, size: u64) -> io::Result
     file.set_len(rec.original_size)
 }
 
+/// The original file behind our own stamp, as a view: the saved header bytes over the file,
+/// cut at the original size. `None` when the file is not stamped by us or was changed since.
+pub fn original_view<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Option<Original<'a>>> {
+    let Some((rec, seg_off)) = Record::find(file, ef)? else {
+        return Ok(None);
+    };
+    if ef.size != rec.stamped_size || rec.original_size > seg_off {
+        return Ok(None);
+    }
+    let mut head = vec![0u8; rec.undo_len as usize];
+    file.read_exact_at(&mut head, seg_off + rec.undo_rel)?;
+    Ok(Some(Original {
+        file,
+        head,
+        size: rec.original_size,
+    }))
+}
+
+/// See [`original_view`].
+pub struct Original<'a> {
+    file: &'a File,
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl crate::elf::Source for Original<'_> {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.size)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset + buf.len() as u64;
+        if end > self.size {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        FileExt::read_exact_at(self.file, buf, offset)?;
+        let head_len = self.head.len() as u64;
+        if offset < head_len {
+            let n = (head_len.min(end) - offset) as usize;
+            buf[..n].copy_from_slice(&self.head[offset as usize..offset as usize + n]);
+        }
+        Ok(())
+    }
+}
+
 /// If the file ends in the segment of a run that was killed before its commit, the size to
 /// trim it back to.
 pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
