@@ -540,7 +540,6 @@ fn keep_leaves_the_soname_and_does_not_lift_what_only_it_brought_in() {
 }
 
 #[test]
-#[ignore = "bug: a library needed by a kept library AND by a stamped one is not lifted when the kept one asked first"]
 fn keep_still_lifts_what_another_library_needs_too() {
     // app needs libmid (kept) then libother; both need libbase. libbase is not brought in
     // only by the kept library, so it is lifted, as it is when libother comes first.

@@ -157,26 +157,57 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
     }
 
     // What each closure entry is written as. A kept library stays a bare name and is not
-    // lifted, and neither are the libraries only it brought in (the system provides those,
-    // too). The interpreter is always loaded already: it is written as the file's own
-    // PT_INTERP string (the name the loader gave itself), or, for a library that names no
+    // lifted, and neither is what only kept libraries bring in (the system provides those,
+    // too): an entry is lifted when the root reaches it without passing through a kept one.
+    // The interpreter is always loaded already: it is written as the file's own PT_INTERP
+    // string (the name the loader gave itself), or, for a library that names no
     // interpreter, as its soname: either way it matches without a probe and keeps its place.
-    let own_interp = c.root.info.interpreter.as_deref();
-    let mut stamped: Vec<Option<String>> = Vec::with_capacity(c.libraries.len());
-    for l in &c.libraries {
-        let soname = l.object.info.soname.as_deref();
-        let kept =
-            glob::any(&policy.keep, &l.name) || soname.is_some_and(|s| glob::any(&policy.keep, s));
-        let via_kept = l.needed_by != 0 && stamped[l.needed_by - 1].is_none();
-        let value = if kept || via_kept {
-            None
-        } else if l.via == Via::Interpreter && own_interp != Some(l.path.as_str()) {
-            Some(soname.unwrap_or(&l.name).to_string())
-        } else {
-            Some(l.path.clone())
-        };
-        stamped.push(value);
+    let libs = &c.libraries;
+    let kept: Vec<bool> = libs
+        .iter()
+        .map(|l| {
+            glob::any(&policy.keep, &l.name)
+                || l.object
+                    .info
+                    .soname
+                    .as_deref()
+                    .is_some_and(|s| glob::any(&policy.keep, s))
+        })
+        .collect();
+    let find = |name: &str| {
+        libs.iter().position(|l| {
+            l.name == name || l.path == name || l.object.info.soname.as_deref() == Some(name)
+        })
+    };
+    let mut reached = vec![false; libs.len()];
+    let mut queue: Vec<usize> = c.root.info.needed.iter().filter_map(|n| find(n)).collect();
+    while let Some(i) = queue.pop() {
+        if reached[i] || kept[i] {
+            continue;
+        }
+        reached[i] = true;
+        queue.extend(libs[i].object.info.needed.iter().filter_map(|n| find(n)));
     }
+    let own_interp = c.root.info.interpreter.as_deref();
+    let stamped: Vec<Option<String>> = libs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if !reached[i] {
+                None
+            } else if l.via == Via::Interpreter && own_interp != Some(l.path.as_str()) {
+                Some(
+                    l.object
+                        .info
+                        .soname
+                        .clone()
+                        .unwrap_or_else(|| l.name.clone()),
+                )
+            } else {
+                Some(l.path.clone())
+            }
+        })
+        .collect();
 
     let mut needed: Vec<Needed> = Vec::new();
     for name in &c.root.info.needed {
