@@ -839,3 +839,29 @@ fn restamp_with_a_new_plan_starts_from_the_original() {
         "recovery differs"
     );
 }
+
+#[test]
+fn stamps_a_file_without_section_headers() {
+    let f = build();
+    let p = f.program("wide-runpath");
+    let before = loader_paths(LOADER, p).unwrap();
+    // Drop the section header table: e_shoff, e_shnum, e_shstrndx (ELF64 little-endian).
+    let mut b = std::fs::read(p).unwrap();
+    b[40..48].fill(0);
+    b[60..64].fill(0);
+    std::fs::write(p, &b).unwrap();
+    assert_eq!(
+        readelf_needed(p).len(),
+        2,
+        "still readable without section headers"
+    );
+    let (code, _, err) = stamp(p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(loader_paths(LOADER, p).unwrap(), before);
+    assert!(readelf_needed(p).iter().all(|n| n.starts_with('/')));
+    let out = run(&mut std::process::Command::new(p));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+    let once = std::fs::read(p).unwrap();
+    assert_eq!(stamp(p, &[]).0, 0);
+    assert!(std::fs::read(p).unwrap() == once);
+}

@@ -48,6 +48,24 @@ const AARCH64: Arch = Arch {
     machine: "aarch64",
 };
 
+/// Big-endian, 32-bit.
+const POWERPC: Arch = Arch {
+    gcc: "powerpc-linux-gnu-gcc",
+    qemu: "qemu-ppc",
+    sysroot: "/usr/powerpc-linux-gnu",
+    loader: "ld.so.1",
+    machine: "powerpc",
+};
+
+/// Big-endian, 64-bit.
+const S390X: Arch = Arch {
+    gcc: "s390x-linux-gnu-gcc",
+    qemu: "qemu-s390x",
+    sysroot: "/usr/s390x-linux-gnu",
+    loader: "ld64.so.1",
+    machine: "s390",
+};
+
 /// Where the program's PT_INTERP points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Interp {
@@ -234,4 +252,14 @@ fn i686_program_with_absent_interpreter_stamps_and_runs() {
 #[test]
 fn aarch64_program_with_absent_interpreter_stamps_and_runs() {
     stamp_and_run(&AARCH64, Interp::Default);
+}
+
+#[test]
+fn big_endian_powerpc_program_stamps_and_runs() {
+    stamp_and_run(&POWERPC, Interp::InSysroot);
+}
+
+#[test]
+fn big_endian_s390x_program_stamps_and_runs() {
+    stamp_and_run(&S390X, Interp::InSysroot);
 }
