@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{have, loader_paths, readelf_needed, run, stamp, strip_variants};
+use common::{
+    elf_files_under, have, loader_paths, readelf_needed, run, stamp, strip_variants, SYSTEM_ROOTS,
+};
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
-const ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"];
 /// Programs that print a version and exit, touching nothing.
 const HARMLESS: &[&str] = &[
     "ls",
@@ -38,47 +38,13 @@ const HARMLESS: &[&str] = &[
     "gdb",
 ];
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(t) = e.file_type() else { continue };
-        if t.is_dir() {
-            walk(&e.path(), out);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-}
-
-/// Real files, each once, that are dynamically linked x86_64 ELF loaded by the system loader.
-fn corpus() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for r in ROOTS {
-        walk(Path::new(r), &mut files);
-    }
-    let set: BTreeSet<PathBuf> = files
-        .into_iter()
-        .filter(|f| {
-            let mut head = [0u8; 20];
-            std::fs::File::open(f)
-                .and_then(|mut h| std::io::Read::read_exact(&mut h, &mut head))
-                .is_ok()
-                && &head[..4] == b"\x7fELF"
-                && head[4] == 2
-                && head[18] == 62 // EM_X86_64
-        })
-        .collect();
-    set.into_iter().collect()
-}
-
 #[test]
 fn system_files_stamp_and_still_load_the_same() {
     for tool in ["readelf", "strip", "eu-strip", "objcopy"] {
         assert!(have(tool), "{tool} is needed");
     }
-    let files = corpus();
+    // 64-bit x86_64 only: the ones the system loader can list.
+    let files = elf_files_under(SYSTEM_ROOTS, |h| h[4] == 2 && h[18] == 62);
     assert!(files.len() > 100);
     let tmp = tempfile::tempdir().unwrap();
     let stamped = Mutex::new(0usize);

@@ -9,53 +9,16 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{ld_so_list, paths, tree_json};
+use common::{elf_files_under, ld_so_list, paths, tree_json, SYSTEM_ROOTS};
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
-const ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"];
-
-/// Regular files under `dir`, recursively, symlinks not followed.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(t) = e.file_type() else { continue };
-        if t.is_dir() {
-            walk(&e.path(), out);
-        } else if t.is_file() || t.is_symlink() {
-            out.push(e.path());
-        }
-    }
-}
-
-/// Candidate files: real paths, each once, that start with the ELF magic.
-fn corpus() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for r in ROOTS {
-        walk(Path::new(r), &mut files);
-    }
-    let set: BTreeSet<PathBuf> = files
-        .into_iter()
-        .filter_map(|f| std::fs::canonicalize(f).ok())
-        .filter(|f| f.is_file())
-        .filter(|f| {
-            let mut magic = [0u8; 4];
-            std::fs::File::open(f)
-                .and_then(|mut h| std::io::Read::read_exact(&mut h, &mut magic))
-                .is_ok()
-                && &magic == b"\x7fELF"
-        })
-        .collect();
-    set.into_iter().collect()
-}
 
 #[test]
 fn system_files_resolve_like_ld_so() {
     if !Path::new(LOADER).exists() {
         panic!("{LOADER} is missing: this test needs an x86_64 glibc system");
     }
-    let files = corpus();
+    let files = elf_files_under(SYSTEM_ROOTS, |_| true);
     assert!(files.len() > 100, "only {} ELF files found", files.len());
     let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     let doc = tree_json(&refs, &[], 0);

@@ -314,3 +314,41 @@ pub fn strip_variants(file: &Path, out: &Path) -> Vec<(&'static str, Command)> {
     }
     v
 }
+
+/// The system directories both corpus tests cover.
+pub const SYSTEM_ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"];
+
+/// Every ELF file under `roots`, recursively, by real path, each once, sorted: the first 20
+/// bytes of each are passed to `keep` (the ELF identification and `e_machine`).
+pub fn elf_files_under(roots: &[&str], keep: impl Fn(&[u8; 20]) -> bool) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path(), out),
+                Ok(_) => out.push(e.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for r in roots {
+        walk(Path::new(r), &mut files);
+    }
+    let set: std::collections::BTreeSet<PathBuf> = files
+        .into_iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .filter(|f| f.is_file())
+        .filter(|f| {
+            let mut head = [0u8; 20];
+            std::fs::File::open(f)
+                .and_then(|mut h| std::io::Read::read_exact(&mut h, &mut head))
+                .is_ok()
+                && &head[..4] == b"\x7fELF"
+                && keep(&head)
+        })
+        .collect();
+    set.into_iter().collect()
+}
