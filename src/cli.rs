@@ -20,8 +20,8 @@ pub enum Command {
     Tree(TreeArgs),
     /// Write the closure into FILE as absolute DT_NEEDED paths, in the loader's order.
     Stamp(StampArgs),
-    /// Stamp every ELF file under output directories, in parallel (not implemented yet).
-    Fixup(Pending),
+    /// Stamp every ELF file under output directories, in parallel (what the Nix hook runs).
+    Fixup(FixupArgs),
     /// Verify that stamped files still resolve as stamped (not implemented yet).
     Check(Pending),
     /// Undo a stamp, restoring the original DT_NEEDED entries (not implemented yet).
@@ -93,6 +93,26 @@ pub struct StampArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FixupArgs {
+    /// Output directories (or single files) to walk and stamp.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Parallel jobs [default: $NIX_BUILD_CORES, else the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Write a JSON report: per file, the libraries stamped in order and every warning.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print only errors: no start line, progress or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]

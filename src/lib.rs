@@ -11,4 +11,5 @@ pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod store;
+pub mod walk;
 pub mod write;

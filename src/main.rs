@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tree(args) => commands::tree::run(&args),
         Command::Stamp(args) => commands::stamp::run(&args),
-        Command::Fixup(_) => commands::pending("fixup"),
+        Command::Fixup(args) => commands::fixup::run(&args),
         Command::Check(_) => commands::pending("check"),
         Command::Unwrap(_) => commands::pending("unwrap"),
         Command::Explain(_) => commands::pending("explain"),

@@ -1,6 +1,7 @@
 //! One module per subcommand: each glues the pipeline stages together for its command and
 //! decides its exit status.
 
+pub mod fixup;
 pub mod stamp;
 pub mod tree;
 
@@ -46,6 +47,7 @@ pub fn resolve_options(args: &ResolveArgs) -> Options {
             .clone()
             .map(StoreDir::new)
             .unwrap_or_else(StoreDir::from_env),
+        preferred: Default::default(),
     }
 }
 

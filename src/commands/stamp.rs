@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::{print, resolve_options, Outcome};
 use crate::cli::{PolicyArgs, StampArgs};
-use crate::plan::{self, Plan, Policy};
-use crate::resolve::{ResolveError, Resolver};
+use crate::plan::{self, NotPlanned, Plan, Policy};
+use crate::resolve::Resolver;
 use crate::write::{self, WriteError};
 
 /// Policy from the command line.
@@ -71,20 +71,10 @@ fn stamp_one(
     target: &Path,
     dry_run: bool,
 ) -> Done {
-    // A file we stamped before is planned from its original, so a new plan replaces the old
-    // stamp instead of building on it.
-    let original = match write::original_info(file) {
-        Ok(o) => o,
-        Err(e) => return Done::Failed(e.to_string()),
-    };
-    let closure = match resolver.resolve_as(file, original) {
-        Ok(c) => c,
-        Err(ResolveError::NotDynamic(kind)) => return Done::NothingToDo(kind),
-        Err(e) => return Done::Failed(e.to_string()),
-    };
-    let plan = match plan::plan(&closure, policy) {
+    let plan = match plan::plan_file(resolver, policy, file) {
         Ok(p) => p,
-        Err(refusal) => return Done::Failed(refusal.to_string()),
+        Err(NotPlanned::NothingToDo(kind)) => return Done::NothingToDo(kind),
+        Err(e) => return Done::Failed(e.to_string()),
     };
     if dry_run {
         return Done::Planned { plan };

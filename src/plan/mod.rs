@@ -5,7 +5,9 @@ pub mod glob;
 
 use std::fmt;
 
-use crate::resolve::{Closure, Via, Warning};
+use std::path::Path;
+
+use crate::resolve::{Closure, ResolveError, Resolver, Via, Warning};
 
 /// Driver libraries that come from the running system, never from the closure (on NixOS they
 /// live in /run/opengl-driver/lib). Left as bare sonames, and not lifted.
@@ -105,6 +107,41 @@ impl fmt::Display for Refusal {
             ),
         }
     }
+}
+
+/// Why a file gets no plan.
+#[derive(Debug)]
+pub enum NotPlanned {
+    /// Not dynamically linked (static, object, debug file): nothing to do.
+    NothingToDo(&'static str),
+    /// The file could not be read.
+    Failed(String),
+    /// The policy forbids stamping it.
+    Refused(Refusal),
+}
+
+impl fmt::Display for NotPlanned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotPlanned::NothingToDo(kind) => {
+                write!(f, "{kind}, not dynamically linked: nothing to do")
+            }
+            NotPlanned::Failed(why) => f.write_str(why),
+            NotPlanned::Refused(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Resolves and plans one file. A file we stamped before is planned from its original, so a
+/// new plan replaces the old stamp instead of building on it.
+pub fn plan_file(resolver: &Resolver, policy: &Policy, file: &Path) -> Result<Plan, NotPlanned> {
+    let original =
+        crate::write::original_info(file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
+    let closure = resolver.resolve_as(file, original).map_err(|e| match e {
+        ResolveError::NotDynamic(kind) => NotPlanned::NothingToDo(kind),
+        e => NotPlanned::Failed(e.to_string()),
+    })?;
+    plan(&closure, policy).map_err(NotPlanned::Refused)
 }
 
 /// Plans the stamp of `closure`'s root file under `policy`.

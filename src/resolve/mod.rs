@@ -31,6 +31,9 @@ pub struct Options {
     /// libraries, which name none).
     pub interpreter: Option<String>,
     pub store: StoreDir,
+    /// Libraries found first, before any search, by the name they are requested under
+    /// (`fixup`: the libraries of the trees being stamped, so an output's own `lib/` wins).
+    pub preferred: HashMap<String, String>,
 }
 
 /// How a library was found.
@@ -38,6 +41,8 @@ pub struct Options {
 pub enum Via {
     /// The DT_NEEDED entry is a path (contains `/`).
     Path,
+    /// A library of the trees being stamped (`Options::preferred`).
+    Tree,
     Rpath,
     LdLibraryPath,
     Runpath,
@@ -55,6 +60,7 @@ impl Via {
     pub fn name(self) -> &'static str {
         match self {
             Via::Path => "path",
+            Via::Tree => "tree",
             Via::Rpath => "rpath",
             Via::LdLibraryPath => "ld-library-path",
             Via::Runpath => "runpath",
@@ -278,6 +284,16 @@ impl Resolver {
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Sets the libraries found before any search (see `Options::preferred`).
+    pub fn set_preferred(&mut self, preferred: HashMap<String, String>) {
+        self.opts.preferred = preferred;
+    }
+
+    /// Opens and parses `path` through the shared cache.
+    pub fn probe(&self, path: &Path) -> Probe {
+        self.probes.probe(path)
     }
 
     /// Resolves the closure of `file` in the loader's order.
@@ -547,6 +563,14 @@ impl Walk<'_> {
 
     /// `_dl_map_object`'s search for a name without `/`, in the loader's order.
     fn search(&mut self, name: &str, req: usize) -> Found {
+        // 0. The trees' own libraries, when stamping whole trees (not something the loader does).
+        if let Some(path) = self.r.opts.preferred.get(name) {
+            if let Probe::Found(o) = self.r.probes.probe(Path::new(path)) {
+                if self.compatible(&o) {
+                    return Ok((path.clone(), Via::Tree, o));
+                }
+            }
+        }
         let info = &self.nodes[req].object.info;
         // 1. DT_RPATH of the requester and of its loader chain, then of the executable; only
         //    when the requester has no DT_RUNPATH.

@@ -1,0 +1,353 @@
+//! `shrinkwrap fixup`: stamp every ELF file of one or more output trees, in parallel.
+//!
+//! Three phases, so the result does not depend on `-j`: walk the trees; read and plan every
+//! file (nothing is written yet, so every plan sees the original tree); then write. Errors are
+//! collected and reported once at the end; one bad file never stops the others, and a file
+//! that fails is left untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::stamp::policy;
+use super::{resolve_options, Outcome};
+use crate::cli::FixupArgs;
+use crate::elf::Kind;
+use crate::plan::{self, NotPlanned, Plan, Refusal};
+use crate::resolve::{Probe, Resolver};
+use crate::walk::{self, Candidate};
+use crate::write;
+
+/// What happened to one file.
+enum Result_ {
+    Stamped(Plan),
+    Unchanged(Plan),
+    Skipped(&'static str),
+    /// Why, and the missing libraries with their requesters, if that is why.
+    Failed(String, Vec<(String, String)>),
+}
+
+fn failed(why: impl ToString) -> Result_ {
+    Result_::Failed(why.to_string(), Vec::new())
+}
+
+/// Runs the fixup; see the module documentation.
+pub fn run(args: &FixupArgs) -> Outcome {
+    let jobs = args
+        .jobs
+        .or_else(|| {
+            std::env::var("NIX_BUILD_CORES")
+                .ok()?
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shrinkwrap: cannot start {jobs} threads: {e}");
+            return Outcome::FileFailed;
+        }
+    };
+    pool.install(|| fixup(args, jobs))
+}
+
+fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
+    let start = Instant::now();
+    // Absolute, real paths: they end up in DT_NEEDED.
+    let roots: Vec<std::path::PathBuf> = args
+        .dirs
+        .iter()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+        .collect();
+    let tree = match walk::walk(&roots) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shrinkwrap: {e}");
+            return Outcome::FileFailed;
+        }
+    };
+    let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
+    let log = !args.quiet;
+    if log {
+        eprintln!(
+            "shrinkwrap: fixing up {} ELF files in {} with {jobs} jobs",
+            tree.candidates.len(),
+            dirs.join(" ")
+        );
+    }
+
+    // Phase 1: parse every candidate once (the cache is shared with resolution), and index
+    // the trees' own libraries so they win over everything else.
+    let mut resolver = Resolver::new(resolve_options(&args.resolve));
+    let probes: Vec<Probe> = tree
+        .candidates
+        .par_iter()
+        .map(|c| resolver.probe(&c.path))
+        .collect();
+    resolver.set_preferred(tree_libraries(&tree.candidates, &probes));
+    let policy = policy(&args.policy);
+
+    // Phase 2: plan everything before writing anything.
+    let bar = progress(log, tree.candidates.len() as u64 * 2);
+    let planned: Vec<Result<Plan, Result_>> = tree
+        .candidates
+        .par_iter()
+        .zip(&probes)
+        .map(|(c, probe)| {
+            let r = plan_one(&resolver, &policy, c, probe);
+            bar.inc(1);
+            r
+        })
+        .collect();
+
+    // Phase 3: write.
+    let results: Vec<Result_> = tree
+        .candidates
+        .par_iter()
+        .zip(planned)
+        .map(|(c, p)| {
+            let r = match p {
+                Ok(plan) => write_one(c, plan),
+                Err(r) => r,
+            };
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+
+    let summary = Summary::new(&tree, &results);
+    if let Some(path) = &args.report {
+        if let Err(e) = std::fs::write(path, report(&tree, &results, &summary)) {
+            eprintln!("shrinkwrap: {}: {e}", path.display());
+            return Outcome::FileFailed;
+        }
+    }
+    for (c, r) in tree.candidates.iter().zip(&results) {
+        if let Result_::Failed(why, _) = r {
+            eprintln!("shrinkwrap: {}: {why}", c.path.display());
+        }
+    }
+    for (name, by) in &summary.missing {
+        eprintln!("shrinkwrap: missing {name}, needed by {}", by.join(", "));
+    }
+    for (path, why) in &tree.skipped {
+        if *why == "set-uid/set-gid" {
+            eprintln!(
+                "shrinkwrap: warning: {}: set-uid/set-gid, not stamped",
+                path.display()
+            );
+        }
+    }
+    if log || summary.failed > 0 {
+        eprintln!("{}", summary.line(start.elapsed().as_secs_f64()));
+    }
+    if summary.failed > 0 {
+        Outcome::FileFailed
+    } else {
+        Outcome::Success
+    }
+}
+
+/// The trees' shared libraries by soname and file name, first in path order winning. A
+/// library is named by `dir/soname` where that exists (usually a symlink), as the loader
+/// would have found it.
+fn tree_libraries(cands: &[Candidate], probes: &[Probe]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (c, p) in cands.iter().zip(probes) {
+        let Probe::Found(o) = p else { continue };
+        if o.info.kind != Kind::SharedLibrary {
+            continue;
+        }
+        let dir = c.path.parent().unwrap_or(Path::new("/"));
+        let file_name = c
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(soname) = &o.info.soname {
+            let by_soname = dir.join(soname);
+            let path = if by_soname.exists() {
+                by_soname
+            } else {
+                c.path.clone()
+            };
+            map.entry(soname.clone())
+                .or_insert_with(|| path.to_string_lossy().into_owned());
+        }
+        map.entry(file_name)
+            .or_insert_with(|| c.path.to_string_lossy().into_owned());
+    }
+    map
+}
+
+fn plan_one(
+    resolver: &Resolver,
+    policy: &plan::Policy,
+    c: &Candidate,
+    probe: &Probe,
+) -> Result<Plan, Result_> {
+    match probe {
+        Probe::Found(o) if !o.info.kind.is_dynamic() => {
+            return Err(Result_::Skipped(match o.info.kind {
+                Kind::Static => "static",
+                Kind::DebugFile => "debug file",
+                Kind::Relocatable => "object file",
+                _ => "not loadable",
+            }))
+        }
+        Probe::Found(o) if o.info.needed.is_empty() => {
+            return Err(Result_::Skipped("no dependencies"))
+        }
+        Probe::Found(_) => {}
+        Probe::Invalid(e) => return Err(failed(e)),
+        Probe::Absent => return Err(failed("cannot be opened")),
+    }
+    plan::plan_file(resolver, policy, &c.path).map_err(|e| match e {
+        NotPlanned::NothingToDo(_) => Result_::Skipped("static"),
+        NotPlanned::Refused(Refusal::Missing(list)) => Result_::Failed(
+            format!("not stamped: {} missing (listed below)", list.len()),
+            list,
+        ),
+        e => failed(e),
+    })
+}
+
+/// Writes one planned file; a read-only file is made writable for the write and gets its
+/// mode back.
+fn write_one(c: &Candidate, plan: Plan) -> Result_ {
+    let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
+    let read_only = c.mode & 0o200 == 0;
+    if read_only {
+        let perms = std::fs::Permissions::from_mode((c.mode | 0o200) & 0o7777);
+        if let Err(e) = std::fs::set_permissions(&c.path, perms) {
+            return failed(e);
+        }
+    }
+    let result = write::stamp_file(&c.path, &values);
+    if read_only {
+        let _ = std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(c.mode & 0o7777));
+    }
+    match result {
+        Ok(write::Outcome::Stamped { .. }) => Result_::Stamped(plan),
+        Ok(write::Outcome::Unchanged) => Result_::Unchanged(plan),
+        Err(e) => failed(e),
+    }
+}
+
+/// A progress bar on a terminal; nothing otherwise (build logs get a start and a summary line).
+fn progress(log: bool, len: u64) -> ProgressBar {
+    if !log || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("shrinkwrap {bar:40} {pos}/{len} ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+struct Summary {
+    stamped: usize,
+    unchanged: usize,
+    skipped: BTreeMap<&'static str, usize>,
+    failed: usize,
+    /// Every missing library with everything that needs it.
+    missing: BTreeMap<String, Vec<String>>,
+}
+
+impl Summary {
+    fn new(tree: &walk::Tree, results: &[Result_]) -> Summary {
+        let mut s = Summary {
+            stamped: 0,
+            unchanged: 0,
+            skipped: BTreeMap::new(),
+            failed: 0,
+            missing: BTreeMap::new(),
+        };
+        for (_, why) in &tree.skipped {
+            *s.skipped.entry(why).or_default() += 1;
+        }
+        for r in results {
+            match r {
+                Result_::Stamped(_) => s.stamped += 1,
+                Result_::Unchanged(_) => s.unchanged += 1,
+                Result_::Skipped(why) => *s.skipped.entry(why).or_default() += 1,
+                Result_::Failed(_, missing) => {
+                    s.failed += 1;
+                    for (name, by) in missing {
+                        s.missing.entry(name.clone()).or_default().push(by.clone());
+                    }
+                }
+            }
+        }
+        for by in s.missing.values_mut() {
+            by.sort();
+            by.dedup();
+        }
+        s
+    }
+
+    fn line(&self, secs: f64) -> String {
+        let skipped: usize = self.skipped.values().sum();
+        let reasons: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let reasons = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join(", "))
+        };
+        format!(
+            "shrinkwrap: stamped {} files ({} already stamped; {skipped} skipped{reasons}; {} failed) in {secs:.2}s",
+            self.stamped, self.unchanged, self.failed
+        )
+    }
+}
+
+fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
+    let mut files: Vec<serde_json::Value> = Vec::new();
+    for (c, r) in tree.candidates.iter().zip(results) {
+        let (status, plan, reason) = match r {
+            Result_::Stamped(p) => ("stamped", Some(p), None),
+            Result_::Unchanged(p) => ("unchanged", Some(p), None),
+            Result_::Skipped(why) => ("skipped", None, Some(why.to_string())),
+            Result_::Failed(why, _) => ("failed", None, Some(why.clone())),
+        };
+        files.push(json!({
+            "file": c.path,
+            "status": status,
+            "reason": reason,
+            "needed": plan.map(|p| p.values()),
+            "warnings": plan.map(|p| p.warnings.clone()).unwrap_or_default(),
+        }));
+    }
+    for (path, why) in &tree.skipped {
+        files.push(json!({ "file": path, "status": "skipped", "reason": why, "needed": null, "warnings": [] }));
+    }
+    files.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
+    let doc = json!({
+        "version": 1,
+        "files": files,
+        "summary": {
+            "stamped": s.stamped,
+            "unchanged": s.unchanged,
+            "skipped": s.skipped.values().sum::<usize>(),
+            "failed": s.failed,
+        },
+        "missing": s.missing.iter().map(|(name, by)| json!({ "name": name, "needed_by": by })).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&doc).unwrap() + "\n"
+}
