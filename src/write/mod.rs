@@ -453,15 +453,26 @@ const MOVABLE_TAGS: &[u64] = &[
 ];
 
 fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, WriteError> {
+    let no_room = |why: &str| Err(WriteError::NoRoom(why.to_string()));
+    let first_load_end = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD && p.p_offset <= ef.header.e_phoff)
+        .map(|p| p.p_offset + p.p_filesz)
+        .max()
+        .unwrap_or(0);
+    if need_end > first_load_end {
+        return no_room("the segment holding the program header table ends right after it");
+    }
     let interp = ef
         .phdrs
         .iter()
         .find(|p| p.p_type == ph::PT_INTERP)
         .map(|p| p.p_offset);
-    // Movable ranges: .interp and notes (found through program headers, so this works without
+    // Movable ranges: .interp and notes (known from program headers, so this works without
     // section headers), and tables reached only through a dynamic tag (their extent comes
     // from section headers).
-    let mut ranges: Vec<(u64, u64)> = ef
+    let mut movable: Vec<(u64, u64)> = ef
         .phdrs
         .iter()
         .filter(|p| matches!(p.p_type, ph::PT_INTERP | ph::PT_NOTE | ph::PT_GNU_PROPERTY))
@@ -474,7 +485,7 @@ fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, W
         .filter(|d| MOVABLE_TAGS.contains(&d.d_tag))
         .map(|d| d.d_val)
         .collect();
-    ranges.extend(
+    movable.extend(
         ef.shdrs
             .iter()
             .filter(|s| {
@@ -482,51 +493,51 @@ fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, W
             })
             .map(|s| (s.sh_offset, s.sh_offset + s.sh_size)),
     );
-    ranges.retain(|&(a, _)| a >= ph_end);
-    ranges.sort();
-    let mut cursor = ph_end;
+    movable.sort();
+    // Merge overlaps (PT_GNU_PROPERTY lies inside a PT_NOTE), keep those in the way.
     let mut taken: Vec<(u64, u64)> = Vec::new();
-    for (a, b) in ranges {
-        if cursor >= need_end && a >= cursor {
-            break;
-        }
-        // Only alignment padding may lie between movable pieces.
-        if a > cursor && a - cursor >= 16 {
-            break;
-        }
-        // Merge overlapping ranges (PT_GNU_PROPERTY lies inside a PT_NOTE).
+    for (a, b) in movable {
         match taken.last_mut() {
             Some(last) if a < last.1 => last.1 = last.1.max(b),
             _ => taken.push((a, b)),
         }
-        cursor = cursor.max(b);
     }
-    let first_load_end = ef
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == ph::PT_LOAD && p.p_offset <= ef.header.e_phoff)
-        .map(|p| p.p_offset + p.p_filesz)
-        .max()
-        .unwrap_or(0);
-    if cursor < need_end || cursor > first_load_end {
-        return Err(WriteError::NoRoom(
-            "the program header table is not followed by sections that can move".into(),
-        ));
+    taken.retain(|&(a, b)| a < need_end && b > ph_end);
+    let inside_taken = |a: u64, b: u64| taken.iter().any(|&(x, y)| a >= x && b <= y);
+
+    if ef.shdrs.is_empty() {
+        // Without section headers nothing says what unclaimed bytes hold: every byte of the
+        // room must be a movable piece, or alignment padding between two.
+        let mut cursor = ph_end;
+        for &(a, b) in &taken {
+            if a > cursor && a - cursor >= 16 {
+                break;
+            }
+            cursor = cursor.max(b);
+        }
+        if cursor < need_end {
+            return no_room("the program header table is not followed by .interp or notes");
+        }
+    } else {
+        // Bytes no section claims are free (patchelf leaves such gaps); everything that is
+        // claimed must move.
+        let overlaps = |a: u64, b: u64| a < need_end && b > ph_end;
+        if ef.shdrs.iter().any(|s| {
+            let (a, b) = (s.sh_offset, s.sh_offset + s.sh_size);
+            s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && overlaps(a, b) && !inside_taken(a, b)
+        }) {
+            return no_room("a section that cannot move follows the program header table");
+        }
     }
-    // Anything else in the way means no: every section there must lie in a moved piece.
-    let blocked = ef.shdrs.iter().any(|s| {
-        s.sh_type != sh::SHT_NOBITS
-            && s.sh_size > 0
-            && s.sh_offset < cursor
-            && s.sh_offset + s.sh_size > ph_end
-            && !taken
-                .iter()
-                .any(|&(a, b)| s.sh_offset >= a && s.sh_offset + s.sh_size <= b)
-    });
-    if blocked {
-        return Err(WriteError::NoRoom(
-            "a section that cannot move follows the program header table".into(),
-        ));
+    if ef.phdrs.iter().any(|p| {
+        let (a, b) = (p.p_offset, p.p_offset + p.p_filesz);
+        !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR)
+            && p.p_filesz > 0
+            && a < need_end
+            && b > ph_end
+            && !inside_taken(a, b)
+    }) {
+        return no_room("a segment that cannot move follows the program header table");
     }
     // Notes first, then .interp, then the tables.
     let is_note = |a: u64| {

