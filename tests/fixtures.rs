@@ -865,3 +865,37 @@ fn stamps_a_file_without_section_headers() {
     assert_eq!(stamp(p, &[]).0, 0);
     assert!(std::fs::read(p).unwrap() == once);
 }
+
+#[test]
+fn stamps_files_already_rewritten_by_patchelf() {
+    // Every Nix-built file has been through patchelf (--shrink-rpath, autoPatchelfHook),
+    // which moves .interp and the notes away from the program header table.
+    if !have("patchelf") {
+        return;
+    }
+    let f = build();
+    let p = f.program("wide-runpath");
+    let rpath = f.store.runpath(&[&s(&f.dirs.mid)]);
+    let out = run(std::process::Command::new("patchelf")
+        .args(["--set-rpath", &format!("{rpath}:/patchelf/was/here")])
+        .arg(p));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = loader_paths(LOADER, p).unwrap();
+    let (code, _, err) = stamp(p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(loader_paths(LOADER, p).unwrap(), before);
+    let ran = run(&mut std::process::Command::new(p));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "2\n");
+    for (tool, mut cmd) in strip_variants(p, &f.store.scratch().join("stripped")) {
+        assert!(run(&mut cmd).status.success(), "{tool}");
+        assert_eq!(
+            loader_paths(LOADER, &f.store.scratch().join("stripped")).unwrap(),
+            before,
+            "{tool}"
+        );
+    }
+}
