@@ -988,13 +988,11 @@ fn missing_libraries_are_listed_once_with_every_requester() {
 }
 
 #[test]
-#[ignore = "bug: a tree library installed as libX.so.1.2.3 with a libX.so.1 symlink is listed twice as requester of a missing library"]
 fn missing_library_requesters_are_listed_once_through_soname_links() {
     check_missing_lists(true);
 }
 
 #[test]
-#[ignore = "bug: --report panics (exit 101, no report, no summary) on a file whose name is not UTF-8"]
 fn report_names_a_file_whose_name_is_not_utf8() {
     use std::os::unix::ffi::OsStrExt;
     let st = Store::new();

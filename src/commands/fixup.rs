@@ -140,7 +140,7 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         eprintln!("shrinkwrap: missing {name}, needed by {}", by.join(", "));
     }
     for (path, why) in &tree.skipped {
-        if *why == "set-uid/set-gid" {
+        if log && *why == "set-uid/set-gid" {
             eprintln!(
                 "shrinkwrap: warning: {}: set-uid/set-gid, not stamped",
                 path.display()
@@ -291,7 +291,14 @@ impl Summary {
                 }
             }
         }
+        // One requester may be named two ways (a tree library by `dir/soname` and by its own
+        // path): name each by its real path.
         for by in s.missing.values_mut() {
+            for b in by.iter_mut() {
+                if let Ok(real) = std::fs::canonicalize(&*b) {
+                    *b = real.to_string_lossy().into_owned();
+                }
+            }
             by.sort();
             by.dedup();
         }
@@ -327,7 +334,8 @@ fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
             Result_::Failed(why, _) => ("failed", None, Some(why.clone())),
         };
         files.push(json!({
-            "file": c.path,
+            // Lossy: a report must not fail on a file name that is not UTF-8.
+            "file": c.path.to_string_lossy(),
             "status": status,
             "reason": reason,
             "needed": plan.map(|p| p.values()),
@@ -335,7 +343,13 @@ fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
         }));
     }
     for (path, why) in &tree.skipped {
-        files.push(json!({ "file": path, "status": "skipped", "reason": why, "needed": null, "warnings": [] }));
+        files.push(json!({
+            "file": path.to_string_lossy(),
+            "status": "skipped",
+            "reason": why,
+            "needed": null,
+            "warnings": [],
+        }));
     }
     files.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
     let doc = json!({
