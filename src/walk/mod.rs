@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 /// `S_ISUID | S_ISGID`.
 const SETID: u32 = 0o6000;
 
@@ -43,13 +45,19 @@ pub fn walk(dirs: &[PathBuf]) -> io::Result<Tree> {
     }
     files.sort();
     files.dedup();
+    // Stat and read the magic of every file in parallel; then take each inode once, in path
+    // order, serially.
+    let looked: Vec<Option<(PathBuf, std::fs::Metadata)>> = files
+        .into_par_iter()
+        .map(|path| {
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            starts_with_elf_magic(&path).then_some((path, meta))
+        })
+        .collect();
     let mut seen = HashSet::new();
     let mut tree = Tree::default();
-    for path in files {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !seen.insert((meta.dev(), meta.ino())) || !starts_with_elf_magic(&path) {
+    for (path, meta) in looked.into_iter().flatten() {
+        if !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
         if is_debug_path(&path) {
