@@ -164,7 +164,7 @@ fn report(target: &Path, done: &Done) -> Value {
         Done::NothingToDo(kind) => ("nothing-to-do", None, json!({ "kind": kind })),
         Done::Failed(why) => ("failed", None, json!({ "error": why })),
     };
-    let mut v = json!({ "file": target, "status": status });
+    let mut v = json!({ "file": target.to_string_lossy(), "status": status });
     if let Some(plan) = plan {
         v["needed"] = plan
             .needed

@@ -96,11 +96,11 @@ fn file_json(r: &TreeResult) -> Value {
         Ok(c) => c,
         Err(ResolveError::NotDynamic(kind)) => {
             return json!({
-                "file": r.file, "kind": kind, "error": null,
+                "file": r.file.to_string_lossy(), "kind": kind, "error": null,
                 "libraries": [], "missing": [], "warnings": [],
             })
         }
-        Err(e) => return json!({ "file": r.file, "error": e.to_string() }),
+        Err(e) => return json!({ "file": r.file.to_string_lossy(), "error": e.to_string() }),
     };
     let info = &c.root.info;
     let libraries: Vec<Value> = c
