@@ -405,9 +405,21 @@ impl Reader<'_> {
         let mut end = off;
         // Every entry takes 16 bytes, so a count larger than the file can hold is corrupt.
         let limit = count.unwrap_or(u64::MAX).min(self.size / ENTRY + 1);
+        // The table is small: read a block once and parse from it, falling back to reads of
+        // single entries for anything past the block.
+        let block_len = (self.size - start).min(4096);
+        let block = self.bytes(start, block_len, "version-needs table")?;
+        let entry = |at: u64, what: &str| -> Result<Vec<u8>, ElfError> {
+            match at.checked_sub(start) {
+                Some(rel) if rel + ENTRY <= block_len => {
+                    Ok(block[rel as usize..(rel + ENTRY) as usize].to_vec())
+                }
+                _ => self.bytes(at, ENTRY, what),
+            }
+        };
         let mut needs = Vec::new();
         for _ in 0..limit {
-            let e = self.bytes(off, ENTRY, "version-needs entry")?;
+            let e = entry(off, "version-needs entry")?;
             end = end.max(off + ENTRY);
             let cnt: u16 = e.pread_with(2, le).map_err(|_| corrupt())?;
             let file: u32 = e.pread_with(4, le).map_err(|_| corrupt())?;
@@ -416,7 +428,7 @@ impl Reader<'_> {
             let mut versions = Vec::with_capacity(cnt as usize);
             let mut aoff = off + u64::from(aux);
             for _ in 0..cnt {
-                let a = self.bytes(aoff, ENTRY, "version-needs aux entry")?;
+                let a = entry(aoff, "version-needs aux entry")?;
                 end = end.max(aoff + ENTRY);
                 let name: u32 = a.pread_with(8, le).map_err(|_| corrupt())?;
                 let anext: u32 = a.pread_with(12, le).map_err(|_| corrupt())?;

@@ -132,12 +132,10 @@ impl fmt::Display for NotPlanned {
     }
 }
 
-/// Resolves and plans one file. A file we stamped before is planned from its original, so a
-/// new plan replaces the old stamp instead of building on it.
+/// Resolves and plans one file (a file we stamped before: from its original).
 pub fn plan_file(resolver: &Resolver, policy: &Policy, file: &Path) -> Result<Plan, NotPlanned> {
-    let original =
-        crate::write::original_info(file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
-    let closure = resolver.resolve_as(file, original).map_err(|e| match e {
+    let info = crate::write::planning_info(file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
+    let closure = resolver.resolve_as(file, Some(info)).map_err(|e| match e {
         ResolveError::NotDynamic(kind) => NotPlanned::NothingToDo(kind),
         e => NotPlanned::Failed(e.to_string()),
     })?;

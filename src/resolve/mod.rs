@@ -308,16 +308,18 @@ impl Resolver {
         // symlink resolved: resolve from the real path too.
         let file = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
         let file_str = file.to_string_lossy().into_owned();
-        let mut root = match probe::probe_file(&file) {
-            Ok(o) => o,
-            Err(e) => return Err(ResolveError::Elf(e)),
+        let root = match info {
+            // Already read by the caller: only its identity is needed.
+            Some(info) => {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(&file).map_err(|e| ResolveError::Elf(e.into()))?;
+                Arc::new(Object {
+                    info,
+                    file_id: (meta.dev(), meta.ino()),
+                })
+            }
+            None => probe::probe_file(&file).map_err(ResolveError::Elf)?,
         };
-        if let Some(info) = info {
-            root = Arc::new(Object {
-                info,
-                file_id: root.file_id,
-            });
-        }
         if !root.info.kind.is_dynamic() {
             return Err(ResolveError::NotDynamic(root.info.kind.name()));
         }

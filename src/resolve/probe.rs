@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::elf::{read_elf_from, ElfError, ElfInfo};
 
@@ -28,22 +28,23 @@ pub enum Probe {
     Invalid(Arc<ElfError>),
 }
 
-/// Cache of probes and of `glibc-hwcaps` directory listings, shared by all lookups.
+/// Cache of probes and of `glibc-hwcaps` directory listings, shared by all lookups. Read far
+/// more often than written (every search probes many directories), hence read-write locks.
 #[derive(Default)]
 pub struct ProbeCache {
-    files: Mutex<HashMap<PathBuf, Probe>>,
-    hwcaps: Mutex<HashMap<PathBuf, Arc<Vec<String>>>>,
+    files: RwLock<HashMap<PathBuf, Probe>>,
+    hwcaps: RwLock<HashMap<PathBuf, Arc<Vec<String>>>>,
 }
 
 impl ProbeCache {
     /// Opens and parses `path` once; later calls answer from the cache.
     pub fn probe(&self, path: &Path) -> Probe {
-        if let Some(p) = self.files.lock().unwrap().get(path) {
+        if let Some(p) = self.files.read().unwrap().get(path) {
             return p.clone();
         }
         let probe = probe_uncached(path);
         self.files
-            .lock()
+            .write()
             .unwrap()
             .entry(path.to_path_buf())
             .or_insert(probe)
@@ -52,7 +53,7 @@ impl ProbeCache {
 
     /// Names of the `glibc-hwcaps/<level>` subdirectories of `dir` (empty for most dirs).
     pub fn hwcaps_levels(&self, dir: &Path) -> Arc<Vec<String>> {
-        if let Some(v) = self.hwcaps.lock().unwrap().get(dir) {
+        if let Some(v) = self.hwcaps.read().unwrap().get(dir) {
             return v.clone();
         }
         let mut levels: Vec<String> = std::fs::read_dir(dir.join("glibc-hwcaps"))
@@ -65,7 +66,7 @@ impl ProbeCache {
         levels.sort();
         let levels = Arc::new(levels);
         self.hwcaps
-            .lock()
+            .write()
             .unwrap()
             .insert(dir.to_path_buf(), levels.clone());
         levels

@@ -112,14 +112,15 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     })
 }
 
-/// The dynamic-linking facts of the file as it was before our own earlier stamp, if it has
-/// one that can be undone: plans must start from the original, not from a stamped file.
-pub fn original_info(path: &Path) -> Result<Option<crate::elf::ElfInfo>, WriteError> {
+/// The dynamic-linking facts a plan must start from: the file's own, or, when it carries
+/// our earlier stamp that can be undone, those of the original (a new plan replaces the old
+/// stamp instead of building on it). One read of the file either way.
+pub fn planning_info(path: &Path) -> Result<crate::elf::ElfInfo, WriteError> {
     let file = File::open(path)?;
     let ef = read_elf_file(&file)?;
     match record::original_view(&file, &ef)? {
-        Some(view) => Ok(Some(crate::elf::read_elf_source(&view)?.info)),
-        None => Ok(None),
+        Some(view) => Ok(crate::elf::read_elf_source(&view)?.info),
+        None => Ok(ef.info),
     }
 }
 
