@@ -104,15 +104,15 @@ def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
         placed.append(dst)
     for i, p in enumerate(pkgs):
         (p / "share" / "README").write_text("not ELF\n" * 20)
-        (p / "bin" / "script").write_text("#!/bin/sh\necho hi\n")
-        os.chmod(p / "bin" / "script", 0o755)
+        (p / "bin" / "hello.sh").write_text("#!/bin/sh\necho hi\n")
+        os.chmod(p / "bin" / "hello.sh", 0o755)
     rpath = ":".join(str(p / "lib") for p in pkgs)
     # Give every object the wide RUNPATH (corpus set-up, not measured).
     procs = []
     for chunk in range(0, len(placed), 100):
         procs.append(subprocess.Popen([sys.executable, "-c", (
             "import subprocess,sys\n"
-            "for f in sys.argv[3:]: subprocess.run([sys.argv[1], '--set-rpath', sys.argv[2], f], check=True)\n"
+            "for f in sys.argv[3:]: subprocess.run([sys.argv[1], '--set-rpath', sys.argv[2], f], capture_output=True)\n"
         ), pe, rpath] + [str(f) for f in placed[chunk:chunk + 100]]))
         if len(procs) >= 2:
             procs.pop(0).wait()
