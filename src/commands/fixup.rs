@@ -108,6 +108,18 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         })
         .collect();
 
+    // Between phases: stamps must not make two outputs refer to each other (Nix refuses
+    // such a build). Checked before anything is written.
+    let cycles = reference_cycles(&roots, &tree.candidates, &probes, &planned);
+    if !cycles.is_empty() {
+        bar.finish_and_clear();
+        for c in &cycles {
+            eprintln!("shrinkwrap: {c}");
+        }
+        eprintln!("shrinkwrap: nothing was stamped");
+        return Outcome::FileFailed;
+    }
+
     // Phase 3: write.
     let results: Vec<Result_> = tree
         .candidates
@@ -155,6 +167,80 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     } else {
         Outcome::Success
     }
+}
+
+/// References between the given directories (Nix outputs) that the planned stamps would turn
+/// into a cycle, each described with the files that make it. Existing references (RUNPATH,
+/// RPATH) count, since Nix sees them too; a cycle made only of those is not ours to report.
+fn reference_cycles(
+    roots: &[std::path::PathBuf],
+    cands: &[Candidate],
+    probes: &[Probe],
+    planned: &[Result<Plan, Result_>],
+) -> Vec<String> {
+    let n = roots.len();
+    let root_of = |p: &str| roots.iter().position(|r| Path::new(p).starts_with(r));
+    // For each ordered pair of outputs: an example (file, target) of a new and an old edge.
+    let mut new_edge: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
+    let mut old_edge = vec![vec![false; n]; n];
+    for ((c, probe), plan) in cands.iter().zip(probes).zip(planned) {
+        let Some(a) = root_of(&c.path.to_string_lossy()) else {
+            continue;
+        };
+        if let Probe::Found(o) = probe {
+            let paths = [o.info.runpath.as_deref(), o.info.rpath.as_deref()];
+            for dir in paths.into_iter().flatten().flat_map(|p| p.split(':')) {
+                if let Some(b) = root_of(dir).filter(|&b| b != a) {
+                    old_edge[a][b] = true;
+                }
+            }
+        }
+        if let Ok(plan) = plan {
+            for v in plan.values() {
+                if let Some(b) = root_of(v).filter(|&b| b != a) {
+                    new_edge
+                        .entry((a, b))
+                        .or_insert_with(|| (c.path.display().to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+    let closure = |with_new: bool| {
+        let mut r = old_edge.clone();
+        if with_new {
+            for &(a, b) in new_edge.keys() {
+                r[a][b] = true;
+            }
+        }
+        for k in 0..n {
+            for i in 0..n {
+                for j in 0..n {
+                    r[i][j] |= r[i][k] && r[k][j];
+                }
+            }
+        }
+        r
+    };
+    let (all, old) = (closure(true), closure(false));
+    let mut out = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            if all[a][b] && all[b][a] && !(old[a][b] && old[b][a]) {
+                let why: Vec<String> = new_edge
+                    .iter()
+                    .filter(|((x, y), _)| (*x == a && *y == b) || (*x == b && *y == a))
+                    .map(|(_, (file, target))| format!("{file} would need {target}"))
+                    .collect();
+                out.push(format!(
+                    "stamping would make {} and {} refer to each other, which Nix refuses: {}",
+                    roots[a].display(),
+                    roots[b].display(),
+                    why.join("; ")
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The trees' shared libraries by soname and file name, first in path order winning. A

@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# A small stand-in for the parts of nixpkgs' stdenv setup that fixup hooks use: addEnvHooks,
+# runHook, getAllOutputNames, the postFixupHooks array, outputs with and without
+# __structuredAttrs. Written for the tests; it mirrors stdenv's protocol, not its code.
+#
+# use: source stdenv-standin.sh; standinOutputs out=/o lib=/l debug=/d
+#      source hooks/shrinkwrap-hook.sh; standinInputs /dep1 /dep2; fixupPhase
+
+set -eu
+set -o pipefail
+
+# stdenv: host dependencies get their env hooks called with targetOffset's slot.
+hostOffset=0
+targetOffset=1
+envHooks=()
+postFixupHooks=()
+preFixupHooks=()
+
+addEnvHooks() {
+    shift # the offset: the stand-in has one kind of dependency
+    envHooks+=("$@")
+}
+
+# Calls every env hook once per input, as stdenv's findInputs does.
+standinInputs() {
+    local dep hook
+    for dep in "$@"; do
+        for hook in "${envHooks[@]}"; do
+            "$hook" "$dep"
+        done
+    done
+}
+
+# Declares the outputs: NAME=PATH... Under __structuredAttrs `outputs` is an associative
+# array; otherwise a space-separated string. Either way each output is also a variable.
+standinOutputs() {
+    local spec names=()
+    if [ -n "${__structuredAttrs-}" ]; then
+        declare -gA outputs=()
+    fi
+    for spec in "$@"; do
+        local name=${spec%%=*} path=${spec#*=}
+        names+=("$name")
+        declare -g "$name=$path"
+        if [ -n "${__structuredAttrs-}" ]; then
+            outputs[$name]=$path
+        fi
+    done
+    if [ -z "${__structuredAttrs-}" ]; then
+        declare -g outputs="${names[*]}"
+    fi
+}
+
+getAllOutputNames() {
+    if [ -n "${__structuredAttrs-}" ]; then
+        echo "${!outputs[@]}"
+    else
+        echo "$outputs"
+    fi
+}
+
+# runHook NAME: the variable NAME (a string of shell code) first, then the NAMEs array, as in
+# stdenv ("postFixup" runs $postFixup, then postFixupHooks).
+runHook() {
+    local name=$1 hook
+    shift
+    if [ -n "${!name-}" ]; then
+        eval "${!name}"
+    fi
+    local slice="${name}Hooks[@]"
+    for hook in ${!slice+"${!slice}"}; do
+        "$hook" "$@"
+    done
+}
+
+fixupPhase() {
+    runHook preFixup
+    runHook postFixup
+}
