@@ -10,10 +10,14 @@ set -eu
 set -o pipefail
 
 # stdenv: host dependencies get their env hooks called with targetOffset's slot.
+# shellcheck disable=SC2034
 hostOffset=0
+# shellcheck disable=SC2034
 targetOffset=1
 envHooks=()
+# shellcheck disable=SC2034
 postFixupHooks=()
+# shellcheck disable=SC2034
 preFixupHooks=()
 
 addEnvHooks() {
@@ -47,6 +51,7 @@ standinOutputs() {
         fi
     done
     if [ -z "${__structuredAttrs-}" ]; then
+        # shellcheck disable=SC2178 # a string when attrs are not structured
         declare -g outputs="${names[*]}"
     fi
 }
@@ -55,6 +60,7 @@ getAllOutputNames() {
     if [ -n "${__structuredAttrs-}" ]; then
         echo "${!outputs[@]}"
     else
+        # shellcheck disable=SC2128
         echo "$outputs"
     fi
 }
