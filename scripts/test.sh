@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(
   gcc libc6-dev
   gcc-i686-linux-gnu gcc-aarch64-linux-gnu gcc-s390x-linux-gnu gcc-powerpc-linux-gnu
-  qemu-user elfutils strace shellcheck patchelf
+  qemu-user elfutils strace shellcheck patchelf nix-bin
 )
 
 missing=()

@@ -1,0 +1,17 @@
+# shrinkwrapHook: `nativeBuildInputs = [ shrinkwrapHook ];` stamps every output after fixup.
+{
+  lib,
+  makeSetupHook,
+  shrinkwrap,
+  callPackage,
+}:
+
+makeSetupHook {
+  name = "shrinkwrap-hook";
+  propagatedBuildInputs = [ shrinkwrap ];
+  passthru.tests.stamps-a-program = callPackage ./hook-test.nix { };
+  meta = {
+    description = "Setup hook that stamps every output with its library closure after fixup";
+    inherit (shrinkwrap.meta) license platforms;
+  };
+} ../hooks/shrinkwrap-hook.sh
