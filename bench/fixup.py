@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT, edits, elf_kind, patchelf, shrinkwrap
+from benchlib import edits, elf_kind, patchelf, shrinkwrap
 
 PACKAGES = 30
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -127,7 +127,6 @@ def main():
         tmp = Path(tmp)
         corpus = tmp / "corpus"
         build_corpus(corpus, opts.files, pe)
-        store = corpus / "nix" / "store"
         # Warm the page cache once, so every measurement starts alike.
         subprocess.run(["cp", "-a", str(corpus), str(tmp / "warm")], check=True)
         shutil.rmtree(tmp / "warm")

@@ -18,11 +18,10 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, edits, elf_kind, patchelf, shrinkwrap
+from benchlib import edits, patchelf, shrinkwrap
 
 ROOTS = ["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"]
 LOADER = "/lib64/ld-linux-x86-64.so.2"
