@@ -88,14 +88,17 @@ shrinkwrapPostFixup() {
         echo "shrinkwrap: autoPatchelfHook would run after shrinkwrapHook; list autoPatchelfHook before shrinkwrapHook in nativeBuildInputs" >&2
         return 1
     fi
-    local output outputs=()
-    for output in $(getAllOutputNames); do
-        if [ "$output" != debug ] && [ -e "${!output}" ]; then
-            outputs+=("${!output}")
+    # Not `outputs`: getAllOutputNames reads stdenv's `outputs`, which a local of that name
+    # would hide from it.
+    local name names dirs=()
+    names=$(getAllOutputNames)
+    for name in $names; do
+        if [ "$name" != debug ] && [ -e "${!name}" ]; then
+            dirs+=("${!name}")
         fi
     done
-    if ((${#outputs[@]})); then
-        shrinkwrap "${outputs[@]}"
+    if ((${#dirs[@]})); then
+        shrinkwrap "${dirs[@]}"
     fi
 }
 

@@ -456,7 +456,6 @@ fn assert_unchanged(before: &Snapshot, after: &Snapshot, ctx: &str, ran: &Ran) {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn stamps_out_and_lib_but_not_debug() {
     if !tools() {
         return;
@@ -531,7 +530,6 @@ fn stamps_out_and_lib_but_not_debug() {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn passes_options_and_existing_outputs_to_fixup() {
     if !tools() {
         return;
@@ -636,7 +634,6 @@ fn dont_shrinkwrap_changes_nothing() {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn keep_allow_missing_and_flags() {
     if !tools() {
         return;
@@ -707,7 +704,6 @@ fn keep_allow_missing_and_flags() {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn add_shrinkwrap_search_path() {
     if !tools() {
         return;
@@ -860,7 +856,6 @@ fn auto_patchelf_listed_after_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn auto_patchelf_listed_first_runs_before_stamping() {
     if !tools() {
         return;
@@ -889,7 +884,6 @@ fn auto_patchelf_listed_first_runs_before_stamping() {
 }
 
 #[test]
-#[ignore = "bug: shrinkwrapPostFixup's `local output outputs=()` shadows stdenv's `outputs`, so getAllOutputNames returns nothing and no output is stamped"]
 fn refuses_a_reference_cycle_between_outputs() {
     if !tools() {
         return;
