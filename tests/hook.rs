@@ -5,10 +5,8 @@
 //! must keep its bytes), every option, the `shrinkwrap` shell function, the autoPatchelfHook
 //! order check and the refusal of stamps that would make two outputs refer to each other.
 //!
-//! The tests marked `#[ignore = "bug: …"]` assert the documented behaviour and fail against the
-//! hook as it is: `shrinkwrapPostFixup` declares `local output outputs=()`, which shadows
-//! stdenv's `outputs` inside `getAllOutputNames` (bash scoping is dynamic), so the hook gathers
-//! no output and stamps nothing, with exit 0. Run them with `cargo test --test hook -- --ignored`.
+//! These tests caught a hook that stamped nothing: a local named `outputs` hid stdenv's from
+//! `getAllOutputNames` (bash scoping is dynamic).
 
 mod common;
 
