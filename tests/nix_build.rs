@@ -446,7 +446,6 @@ fn drawn(log: &str) -> Vec<&str> {
 }
 
 #[test]
-#[ignore = "bug: in a Nix build stderr is a pseudo-terminal (TERM=xterm-256color), so `fixup` draws its progress bar into the build log"]
 fn build_log_gets_a_summary_and_no_progress_bar() {
     if !tools() {
         return;

@@ -332,7 +332,9 @@ fn write_one(c: &Candidate, plan: Plan) -> Result_ {
 
 /// A progress bar on a terminal; nothing otherwise (build logs get a start and a summary line).
 fn progress(log: bool, len: u64) -> ProgressBar {
-    if !log || !std::io::stderr().is_terminal() {
+    // Nix gives builders a pseudo-terminal, but its log is no place for a bar.
+    let in_nix_build = std::env::var_os("NIX_BUILD_TOP").is_some();
+    if !log || in_nix_build || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
