@@ -109,11 +109,7 @@ fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Ou
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    // A copy that needed no change is still the requested output.
-    result.map(|o| match o {
-        write::Outcome::Unchanged => write::Outcome::Unchanged,
-        other => other,
-    })
+    result
 }
 
 fn human(target: &Path, done: &Done) -> String {

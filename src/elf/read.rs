@@ -126,9 +126,9 @@ impl Reader<'_> {
         let ctx = Ctx::new(container, le);
         let hdr = self.header(ctx)?;
         let phdrs = self.program_headers(&hdr, ctx)?;
-        self.check_extent(&hdr, &phdrs, ctx)?;
         let shdrs = self.section_headers(&hdr, ctx);
         let debug_file = self.is_debug_file(&hdr, &shdrs);
+        self.check_extent(&hdr, &phdrs, debug_file)?;
 
         let interpreter = match phdrs.iter().find(|p| p.p_type == program_header::PT_INTERP) {
             Some(p) if !debug_file => Some(self.interpreter(p)?),
@@ -232,7 +232,7 @@ impl Reader<'_> {
         &self,
         hdr: &Header,
         phdrs: &[ProgramHeader],
-        ctx: Ctx,
+        debug_file: bool,
     ) -> Result<(), ElfError> {
         let past_end = |off: u64, len: u64| off.checked_add(len).is_none_or(|end| end > self.size);
         for (i, p) in phdrs.iter().enumerate() {
@@ -241,7 +241,7 @@ impl Reader<'_> {
                 && p.p_filesz > 0
                 && past_end(p.p_offset, p.p_filesz)
             {
-                if self.is_debug_file(hdr, &self.section_headers(hdr, ctx)) {
+                if debug_file {
                     return Ok(());
                 }
                 return Err(ElfError::Truncated(format!(
