@@ -899,3 +899,28 @@ fn stamps_files_already_rewritten_by_patchelf() {
         );
     }
 }
+
+#[test]
+fn a_stripped_stamp_is_kept_or_refused_never_stacked() {
+    let f = build();
+    let p = f.program("wide-runpath");
+    assert_eq!(stamp(p, &["--keep", "libbase*"]).0, 0);
+    for (tool, mut cmd) in strip_variants(p, &f.store.scratch().join("stripped")) {
+        let stripped = f.store.scratch().join("stripped");
+        assert!(run(&mut cmd).status.success(), "{tool}");
+        let bytes = std::fs::read(&stripped).unwrap();
+        // The same plan: nothing to do.
+        let (code, out, err) = stamp(&stripped, &["--keep", "libbase*"]);
+        assert_eq!(code, 0, "{tool}: {err}");
+        assert!(out.contains("unchanged"), "{tool}: {out}");
+        // A new plan: the saved original no longer fits the stripped file, so it is refused
+        // rather than stamped a second time on top.
+        let (code, _, err) = stamp(&stripped, &[]);
+        assert_eq!(code, 1, "{tool}: {err}");
+        assert!(err.contains("stripped?"), "{tool}: {err}");
+        assert!(
+            std::fs::read(&stripped).unwrap() == bytes,
+            "{tool}: changed"
+        );
+    }
+}

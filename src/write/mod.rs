@@ -92,11 +92,19 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     if ef.info.needed == needed {
         return Ok(Outcome::Unchanged);
     }
-    if let Some((rec, seg_off)) = Record::find(&file, &ef)? {
-        // Our own earlier stamp: go back to the original and stamp it afresh, so stamping
-        // never stacks segments and the result depends only on the original and the plan.
-        record::restore(&file, &rec, seg_off, ef.size)?;
-        ef = read_elf_file(&file)?;
+    // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
+    // stacks segments and the result depends only on the original and the plan.
+    match record::ours(&file, &ef)? {
+        record::Ours::No => {}
+        record::Ours::Original(original) => {
+            original.restore()?;
+            ef = read_elf_file(&file)?;
+        }
+        record::Ours::Changed => {
+            return Err(WriteError::Unsupported(
+                "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
+            ))
+        }
     }
     let stamp = build(&file, &ef, needed)?;
     let original_size = ef.size;
@@ -118,9 +126,9 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
 pub fn planning_info(path: &Path) -> Result<crate::elf::ElfInfo, WriteError> {
     let file = File::open(path)?;
     let ef = read_elf_file(&file)?;
-    match record::original_view(&file, &ef)? {
-        Some(view) => Ok(crate::elf::read_elf_source(&view)?.info),
-        None => Ok(ef.info),
+    match record::ours(&file, &ef)? {
+        record::Ours::Original(view) => Ok(crate::elf::read_elf_source(&view)?.info),
+        record::Ours::No | record::Ours::Changed => Ok(ef.info),
     }
 }
 
@@ -231,7 +239,12 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     let seg_vaddr = align(max_end, max_align) + seg_off % max_align;
     let word = if is64 { 8 } else { 4 };
 
+    // The record, then the original header bytes it restores: covered by a `.shrinkwrap`
+    // section below, so strip tools keep them.
     let mut seg = Record::placeholder();
+    let undo_rel = seg.len() as u64;
+    seg.extend_from_slice(&original_head);
+    let record_len = seg.len() as u64;
     // Moved pieces first, each congruent to its old offset mod 16 (notes need 4 or 8).
     let mut relocations: Vec<(u64, u64, u64)> = Vec::new(); // (old start, old end, new rel)
     if let Some(m) = &moved {
@@ -271,8 +284,6 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     };
     let str_rel = seg.len() as u64;
     seg.extend_from_slice(&dynstr);
-    let undo_rel = seg.len() as u64;
-    seg.extend_from_slice(&original_head);
     let seg_len = seg.len() as u64;
     let addr = |rel: u64| seg_vaddr + rel;
 
@@ -385,11 +396,45 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
     let mut tail = seg;
     let mut new_shoff = hdr.e_shoff;
+    let mut new_shnum = hdr.e_shnum;
     if !ef.shdrs.is_empty() {
+        // Section names: a copy with ".shrinkwrap" appended, for the record's section.
+        let shstrndx = hdr.e_shstrndx as usize;
+        let names = ef
+            .shdrs
+            .get(shstrndx)
+            .filter(|n| n.sh_type == sh::SHT_STRTAB && n.sh_size < 1 << 20)
+            .filter(|_| u32::from(hdr.e_shnum) + 1 < 0xff00);
+        let mut names_at = None;
+        if let Some(n) = names {
+            let at = tail.len();
+            tail.resize(at + n.sh_size as usize, 0);
+            file.read_exact_at(&mut tail[at..], n.sh_offset)?;
+            tail.extend_from_slice(b".shrinkwrap\0");
+            names_at = Some((at as u64, n.sh_size));
+        }
         pad_to(&mut tail, 8);
         new_shoff = seg_off + tail.len() as u64;
         let shent = SectionHeader::size(ctx);
-        for s in &ef.shdrs {
+        let mut shdrs = ef.shdrs.clone();
+        if let Some((at, old_size)) = names_at {
+            shdrs[shstrndx].sh_offset = seg_off + at;
+            shdrs[shstrndx].sh_size = old_size + b".shrinkwrap\0".len() as u64;
+            shdrs.push(SectionHeader {
+                sh_name: old_size as usize,
+                sh_type: sh::SHT_PROGBITS,
+                sh_flags: u64::from(sh::SHF_ALLOC),
+                sh_addr: addr(0),
+                sh_offset: seg_off,
+                sh_size: record_len,
+                sh_link: 0,
+                sh_info: 0,
+                sh_addralign: 8,
+                sh_entsize: 0,
+            });
+            new_shnum += 1;
+        }
+        for s in &shdrs {
             let mut s = s.clone();
             let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
             if s.sh_type == sh::SHT_DYNAMIC {
@@ -425,6 +470,7 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     let mut new_hdr: Header = *hdr;
     new_hdr.e_phnum = new_phnum as u16;
     new_hdr.e_shoff = new_shoff;
+    new_hdr.e_shnum = new_shnum;
     head.pwrite_with(new_hdr, 0, ctx.le)
         .map_err(|e| WriteError::Unsupported(format!("writing the ELF header: {e}")))?;
 

@@ -83,43 +83,47 @@ impl Record {
     }
 }
 
-/// Restores the original file from the record of a segment at `seg_off`. Refuses when the
-/// file changed since it was stamped, since the saved bytes would no longer fit.
-pub fn restore(file: &File, rec: &Record, seg_off: u64, size: u64) -> io::Result<()> {
-    if size != rec.stamped_size || rec.original_size > seg_off {
-        return Err(io::Error::other(
-            "was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file",
-        ));
-    }
-    let mut undo = vec![0u8; rec.undo_len as usize];
-    file.read_exact_at(&mut undo, seg_off + rec.undo_rel)?;
-    file.write_all_at(&undo, 0)?;
-    file.set_len(rec.original_size)
+/// What the file's record says about it.
+pub enum Ours<'a> {
+    /// No record of ours: not stamped by us.
+    No,
+    /// Stamped by us, and unchanged since: the original can be seen and restored.
+    Original(Original<'a>),
+    /// Stamped by us, then changed (stripped?): the saved bytes no longer fit.
+    Changed,
 }
 
-/// The original file behind our own stamp, as a view: the saved header bytes over the file,
-/// cut at the original size. `None` when the file is not stamped by us or was changed since.
-pub fn original_view<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Option<Original<'a>>> {
+/// Looks for our record and checks that the file is as we left it.
+pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
     let Some((rec, seg_off)) = Record::find(file, ef)? else {
-        return Ok(None);
+        return Ok(Ours::No);
     };
     if ef.size != rec.stamped_size || rec.original_size > seg_off {
-        return Ok(None);
+        return Ok(Ours::Changed);
     }
     let mut head = vec![0u8; rec.undo_len as usize];
     file.read_exact_at(&mut head, seg_off + rec.undo_rel)?;
-    Ok(Some(Original {
+    Ok(Ours::Original(Original {
         file,
         head,
         size: rec.original_size,
     }))
 }
 
-/// See [`original_view`].
+/// The original file behind our own stamp, as a view: the saved header bytes over the file,
+/// cut at the original size.
 pub struct Original<'a> {
     file: &'a File,
     head: Vec<u8>,
     size: u64,
+}
+
+impl Original<'_> {
+    /// Puts the original back: the saved header bytes, and the original length.
+    pub fn restore(&self) -> io::Result<()> {
+        self.file.write_all_at(&self.head, 0)?;
+        self.file.set_len(self.size)
+    }
 }
 
 impl crate::elf::Source for Original<'_> {
