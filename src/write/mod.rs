@@ -25,7 +25,7 @@ use goblin::elf::program_header::{self as ph, ProgramHeader};
 use goblin::elf::section_header::{self as sh, SectionHeader};
 use scroll::{Pread, Pwrite};
 
-use crate::elf::{read_elf_file, ElfError, ElfFile};
+use crate::elf::{read_elf_file, ElfError, ElfFile, Source};
 use record::Record;
 
 /// Alignment of the new segment in the file. Small on purpose: a page would bloat small files
@@ -161,7 +161,7 @@ struct Moved {
     pieces: Vec<(u64, u64)>,
 }
 
-fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteError> {
+fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteError> {
     let ctx = ef.ctx;
     let is64 = ctx.container == Container::Big;
     let dyn_size = Dyn::size_with(&ctx) as u64;
@@ -171,35 +171,10 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() {
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
-    let slots: Vec<usize> = ef
-        .dynamic
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.d_tag == dynamic::DT_NEEDED)
-        .map(|(i, _)| i)
-        .collect();
-    if slots.is_empty() || needed.len() < slots.len() {
-        return Err(WriteError::Unsupported(
-            "the plan does not cover every DT_NEEDED entry".into(),
-        ));
-    }
+    let slots = needed_slots(ef, needed)?;
 
     // 1. The new string table: old bytes unchanged, new strings appended once each.
-    let mut dynstr = ef.dynstr.clone();
-    let mut offsets: HashMap<&str, u64> = HashMap::new();
-    for (k, &i) in slots.iter().enumerate() {
-        offsets
-            .entry(ef.info.needed[k].as_str())
-            .or_insert(ef.dynamic[i].d_val);
-    }
-    for s in needed {
-        offsets.entry(s.as_str()).or_insert_with(|| {
-            let off = dynstr.len() as u64;
-            dynstr.extend_from_slice(s.as_bytes());
-            dynstr.push(0);
-            off
-        });
-    }
+    let (dynstr, offsets) = string_table(ef, &slots, needed);
 
     // 2. Room for one more program header.
     let phoff = hdr.e_phoff;
@@ -264,19 +239,8 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     seg.resize(seg.len() + n_dyn * dyn_size as usize, 0);
     pad_to(&mut seg, 4);
     let vn_rel = seg.len() as u64;
-    let verneed = match ef.verneed {
-        Some((_, off, len)) => {
-            let mut v = vec![0u8; len as usize];
-            file.read_exact_at(&mut v, off)?;
-            let renames: HashMap<&str, u64> = ef
-                .info
-                .needed
-                .iter()
-                .zip(needed)
-                .filter(|(old, new)| old != new)
-                .map(|(old, new)| (old.as_str(), offsets[new.as_str()]))
-                .collect();
-            rewrite_vn_file(&mut v, &ef.dynstr, &renames, ctx.le)?;
+    let verneed = match new_verneed(file, ef, needed, &offsets)? {
+        Some(v) => {
             seg.extend_from_slice(&v);
             true
         }
@@ -310,36 +274,14 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
     };
 
     // 4. The new dynamic section.
-    let last_slot = *slots.last().unwrap();
-    let mut dyns: Vec<Dyn> = Vec::with_capacity(n_dyn);
-    let mut k = 0;
-    for (i, d) in ef.dynamic.iter().enumerate() {
-        let mut d = d.clone();
+    let mut dyns = new_dynamic(ef, &slots, needed, &offsets, dynstr.len() as u64, |d| {
         match d.d_tag {
-            dynamic::DT_NEEDED => {
-                d.d_val = offsets[needed[k].as_str()];
-                k += 1;
-            }
-            dynamic::DT_STRTAB => d.d_val = addr(str_rel),
-            dynamic::DT_STRSZ => d.d_val = dynstr.len() as u64,
-            dynamic::DT_VERNEED if verneed => d.d_val = addr(vn_rel),
-            t if MOVABLE_TAGS.contains(&t) => {
-                if let Some(new) = moved_addr(d.d_val) {
-                    d.d_val = new;
-                }
-            }
-            _ => {}
+            dynamic::DT_STRTAB => addr(str_rel),
+            dynamic::DT_VERNEED if verneed => addr(vn_rel),
+            t if MOVABLE_TAGS.contains(&t) => moved_addr(d.d_val).unwrap_or(d.d_val),
+            _ => d.d_val,
         }
-        dyns.push(d);
-        if i == last_slot {
-            for s in &needed[slots.len()..] {
-                dyns.push(Dyn {
-                    d_tag: dynamic::DT_NEEDED,
-                    d_val: offsets[s.as_str()],
-                });
-            }
-        }
-    }
+    });
     dyns.push(Dyn {
         d_tag: dynamic::DT_NULL,
         d_val: 0,
@@ -486,6 +428,109 @@ fn build(file: &File, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteErr
         tail,
         head,
     })
+}
+
+/// Indexes of the DT_NEEDED entries in `.dynamic`; the plan must cover each of them.
+fn needed_slots(ef: &ElfFile, needed: &[String]) -> Result<Vec<usize>, WriteError> {
+    let slots: Vec<usize> = ef
+        .dynamic
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.d_tag == dynamic::DT_NEEDED)
+        .map(|(i, _)| i)
+        .collect();
+    if slots.is_empty() || needed.len() < slots.len() {
+        return Err(WriteError::Unsupported(
+            "the plan does not cover every DT_NEEDED entry".into(),
+        ));
+    }
+    Ok(slots)
+}
+
+/// The new dynamic string table (old bytes unchanged, each new string appended once) and the
+/// offset of every name the new `.dynamic` refers to.
+fn string_table<'a>(
+    ef: &'a ElfFile,
+    slots: &[usize],
+    needed: &'a [String],
+) -> (Vec<u8>, HashMap<&'a str, u64>) {
+    let mut dynstr = ef.dynstr.clone();
+    let mut offsets: HashMap<&str, u64> = HashMap::new();
+    for (k, &i) in slots.iter().enumerate() {
+        offsets
+            .entry(ef.info.needed[k].as_str())
+            .or_insert(ef.dynamic[i].d_val);
+    }
+    for s in needed {
+        offsets.entry(s.as_str()).or_insert_with(|| {
+            let off = dynstr.len() as u64;
+            dynstr.extend_from_slice(s.as_bytes());
+            dynstr.push(0);
+            off
+        });
+    }
+    (dynstr, offsets)
+}
+
+/// The new `.dynamic` entries (no DT_NULL): every DT_NEEDED slot points at its plan entry, the
+/// rest of the plan follows the last slot, DT_STRSZ is the new table's size, and `map` gives
+/// every other entry its new value.
+fn new_dynamic(
+    ef: &ElfFile,
+    slots: &[usize],
+    needed: &[String],
+    offsets: &HashMap<&str, u64>,
+    strsz: u64,
+    map: impl Fn(&Dyn) -> u64,
+) -> Vec<Dyn> {
+    let last_slot = *slots.last().unwrap();
+    let mut dyns: Vec<Dyn> = Vec::with_capacity(ef.dynamic.len() + needed.len());
+    let mut k = 0;
+    for (i, d) in ef.dynamic.iter().enumerate() {
+        let mut d = d.clone();
+        match d.d_tag {
+            dynamic::DT_NEEDED => {
+                d.d_val = offsets[needed[k].as_str()];
+                k += 1;
+            }
+            dynamic::DT_STRSZ => d.d_val = strsz,
+            _ => d.d_val = map(&d),
+        }
+        dyns.push(d);
+        if i == last_slot {
+            for s in &needed[slots.len()..] {
+                dyns.push(Dyn {
+                    d_tag: dynamic::DT_NEEDED,
+                    d_val: offsets[s.as_str()],
+                });
+            }
+        }
+    }
+    dyns
+}
+
+/// A copy of the version-needs table with `vn_file` rewritten for renamed libraries.
+fn new_verneed(
+    file: &dyn Source,
+    ef: &ElfFile,
+    needed: &[String],
+    offsets: &HashMap<&str, u64>,
+) -> Result<Option<Vec<u8>>, WriteError> {
+    let Some((_, off, len)) = ef.verneed else {
+        return Ok(None);
+    };
+    let mut v = vec![0u8; len as usize];
+    file.read_exact_at(&mut v, off)?;
+    let renames: HashMap<&str, u64> = ef
+        .info
+        .needed
+        .iter()
+        .zip(needed)
+        .filter(|(old, new)| old != new)
+        .map(|(old, new)| (old.as_str(), offsets[new.as_str()]))
+        .collect();
+    rewrite_vn_file(&mut v, &ef.dynstr, &renames, ef.ctx.le)?;
+    Ok(Some(v))
 }
 
 /// Finds the bytes after the program header table that can move: `.interp` and notes,
