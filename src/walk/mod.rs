@@ -60,7 +60,10 @@ pub fn walk(dirs: &[PathBuf]) -> io::Result<Tree> {
         if !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
-        if is_debug_path(&path) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if crate::write::is_temp_name(&name) {
+            tree.skipped.push((path, "left by a killed shrinkwrap run"));
+        } else if is_debug_path(&path) {
             tree.skipped.push((path, "debug file"));
         } else if meta.mode() & SETID != 0 {
             tree.skipped.push((path, "set-uid/set-gid"));

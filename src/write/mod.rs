@@ -10,6 +10,9 @@
 //! its own work, restore the original, and stamp afresh rather than stacking segments.
 
 mod record;
+mod shift;
+
+pub use shift::is_temp_name;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -51,6 +54,8 @@ pub enum WriteError {
     /// The layout leaves no way to add a program header without risk.
     NoRoom(String),
     Unsupported(String),
+    /// The file cannot be replaced by a new one (the shifted layout); stamp it in place.
+    KeepInPlace(String),
 }
 
 impl fmt::Display for WriteError {
@@ -60,6 +65,7 @@ impl fmt::Display for WriteError {
             WriteError::Elf(e) => write!(f, "{e}"),
             WriteError::NoRoom(why) => write!(f, "no room for another program header: {why}"),
             WriteError::Unsupported(why) => write!(f, "cannot stamp: {why}"),
+            WriteError::KeepInPlace(why) => write!(f, "cannot replace the file: {why}"),
         }
     }
 }
@@ -93,20 +99,48 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
         return Ok(Outcome::Unchanged);
     }
     // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
-    // stacks segments and the result depends only on the original and the plan.
-    match record::ours(&file, &ef)? {
-        record::Ours::No => {}
+    // stacks stamps and the result depends only on the original and the plan.
+    let restored = match record::ours(&file, &ef)? {
+        record::Ours::No => false,
         record::Ours::Original(original) => {
-            original.restore()?;
-            ef = read_elf_file(&file)?;
+            original.restore(path)?;
+            true
         }
         record::Ours::Changed => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
             ))
         }
+    };
+    let (file, ef) = if restored {
+        // Restoring a shifted stamp replaced the file.
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let ef = read_elf_file(&file)?;
+        (file, ef)
+    } else {
+        (file, ef)
+    };
+
+    // The in-place layout, unless shifting a non-PIE executable grows it less.
+    let stamp = build(&file, &ef, needed);
+    let in_place_growth = stamp
+        .as_ref()
+        .ok()
+        .map(|s| (s.tail_offset + s.tail.len() as u64).saturating_sub(ef.size));
+    if let Some(shifted) = shift::build(&file, &ef, needed)?
+        .filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
+    {
+        match shift::write(path, &file, &shifted, needed) {
+            Ok(()) => {
+                return Ok(Outcome::Stamped {
+                    grew_by: shifted.inserted,
+                })
+            }
+            Err(WriteError::KeepInPlace(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
-    let stamp = build(&file, &ef, needed)?;
+    let stamp = stamp?;
     let original_size = ef.size;
     file.write_all_at(&stamp.tail, stamp.tail_offset)?;
     // The commit point.

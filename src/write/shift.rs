@@ -1,0 +1,574 @@
+//! The shifted layout, for non-PIE executables (ET_EXEC) whose in-place stamp would cost more:
+//! whole pages are inserted right after `.dynstr`, so the table grows where it is instead of
+//! being copied (a copy is what makes the in-place stamp of a program exporting a large symbol
+//! table, like node, grow by megabytes).
+//!
+//! Everything before the insertion point (ELF header, program headers, `.interp`, notes, hash
+//! tables, `.dynsym`, `.dynstr`) keeps its file offset and moves down in memory by the inserted
+//! length; the first PT_LOAD starts that much lower. Everything after it keeps its address and
+//! moves later in the file. An ET_EXEC is loaded at fixed addresses, so the room below its first
+//! segment is free. This is what patchelf does for executables, without its writable first
+//! segment: `.dynamic` stays where it is (still writable) and takes the new entries in its spare
+//! DT_NULL slots, so the layout applies only when there are enough of them.
+//!
+//! Every offset after the insertion point changes, so the result goes to a new file that is
+//! renamed over the old one: a killed run leaves the original. A rename would break hard links
+//! and drop extended attributes (capabilities, ACLs, security labels), so a file with either
+//! keeps the in-place layout.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use goblin::container::Container;
+use goblin::elf::dynamic::{self, Dyn};
+use goblin::elf::header::{self, Header};
+use goblin::elf::program_header::{self as ph, ProgramHeader};
+use goblin::elf::section_header::{self as sh, SectionHeader};
+use scroll::ctx::SizeWith;
+use scroll::{Pread, Pwrite};
+
+use super::record::{overlay, ShiftRecord};
+use super::{align, needed_slots, new_dynamic, new_verneed, string_table, WriteError};
+use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
+
+/// Lowest address a segment may start at (Linux's default `vm.mmap_min_addr`).
+const MIN_ADDR: u64 = 0x10000;
+/// Largest segment alignment we insert whole units of: old x86_64 files align to 2 MiB, and
+/// inserting that much costs more than the copy it saves.
+const MAX_UNIT: u64 = 0x10000;
+/// Chunk size for writing the new file.
+const CHUNK: usize = 1 << 20;
+
+/// Dynamic tags whose value is an address (`DT_RELR` and the `DT_TLSDESC_*`/`DT_SYMINFO`
+/// tags by number: goblin does not name them all).
+const ADDRESS_TAGS: &[u64] = &[
+    dynamic::DT_PLTGOT,
+    dynamic::DT_HASH,
+    dynamic::DT_STRTAB,
+    dynamic::DT_SYMTAB,
+    dynamic::DT_RELA,
+    dynamic::DT_INIT,
+    dynamic::DT_FINI,
+    dynamic::DT_REL,
+    dynamic::DT_JMPREL,
+    dynamic::DT_INIT_ARRAY,
+    dynamic::DT_FINI_ARRAY,
+    dynamic::DT_PREINIT_ARRAY,
+    36, // DT_RELR
+    dynamic::DT_GNU_HASH,
+    dynamic::DT_VERSYM,
+    dynamic::DT_VERDEF,
+    dynamic::DT_VERNEED,
+    0x6fff_fef6, // DT_TLSDESC_PLT
+    0x6fff_fef7, // DT_TLSDESC_GOT
+    0x6fff_feff, // DT_SYMINFO
+];
+
+/// A shifted stamp, ready to write.
+pub struct Shifted {
+    /// Insertion point: the end of `.dynstr` in the original file.
+    at: u64,
+    /// Bytes inserted there: whole units of the largest segment alignment.
+    pub inserted: u64,
+    /// The start of the inserted bytes (new strings, then the record); zeros follow.
+    strings: Vec<u8>,
+    /// New bytes, at original file offsets.
+    edits: Vec<(u64, Vec<u8>)>,
+    original_size: u64,
+}
+
+/// The shifted stamp of `ef`, or `None` when the file does not fit this layout.
+pub fn build(
+    file: &dyn Source,
+    ef: &ElfFile,
+    needed: &[String],
+) -> Result<Option<Shifted>, WriteError> {
+    let ctx = ef.ctx;
+    let hdr = &ef.header;
+    if hdr.e_type != header::ET_EXEC || ef.shdrs.is_empty() || ef.dynamic.is_empty() {
+        return Ok(None);
+    }
+    let loads: Vec<&ProgramHeader> = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD)
+        .collect();
+    let Some(first) = loads.iter().copied().min_by_key(|p| p.p_vaddr) else {
+        return Ok(None);
+    };
+    let unit = loads.iter().map(|p| p.p_align).max().unwrap_or(0).max(0x1000);
+    if first.p_offset != 0 || unit > MAX_UNIT || !unit.is_power_of_two() {
+        return Ok(None);
+    }
+
+    // The insertion point: the end of the dynamic string table, inside the first segment, with
+    // only tables the loader finds through a program header or a dynamic tag before it.
+    let strsz = ef.dynstr.len() as u64;
+    let Some(str_off) = vaddr_to_offset(&ef.phdrs, ef.dynstr_addr, strsz) else {
+        return Ok(None);
+    };
+    let at = str_off + strsz;
+    let phent = ProgramHeader::size(ctx) as u64;
+    if ef.dynstr_addr.checked_sub(first.p_vaddr) != Some(str_off)
+        || at > first.p_filesz
+        || hdr.e_shoff < at
+        || hdr.e_phoff + phent * u64::from(hdr.e_phnum) > at
+    {
+        return Ok(None);
+    }
+    if !head_holds_only_tables(ef, first, at) {
+        return Ok(None);
+    }
+
+    // `.dynamic` takes the new entries in its spare slots.
+    let Some(dyn_ph) = ef.phdrs.iter().find(|p| p.p_type == ph::PT_DYNAMIC) else {
+        return Ok(None);
+    };
+    let dyn_size = Dyn::size_with(&ctx) as u64;
+    let capacity = dyn_ph.p_filesz / dyn_size;
+    let slots = needed_slots(ef, needed)?;
+    let count = (ef.dynamic.len() + needed.len() - slots.len()) as u64 + 1;
+    if dyn_ph.p_offset < at || count > capacity {
+        return Ok(None);
+    }
+
+    // What is inserted: the new strings, then the record of what the edits replace.
+    let (dynstr, offsets) = string_table(ef, &slots, needed);
+    let mut regions = vec![
+        (0, u64::from(hdr.e_ehsize)),
+        (hdr.e_phoff, phent * u64::from(hdr.e_phnum)),
+        (dyn_ph.p_offset, capacity * dyn_size),
+    ];
+    if let Some((_, off, len)) = ef.verneed {
+        regions.push((off, len));
+    }
+    let mut patches = Vec::new();
+    for (off, len) in regions {
+        let mut b = vec![0u8; len as usize];
+        file.read_exact_at(&mut b, off)?;
+        patches.push((off, b));
+    }
+    let mut record = ShiftRecord {
+        original_size: ef.size,
+        stamped_size: 0,
+        at,
+        inserted: 0,
+        patches,
+    };
+    // The record's length does not depend on the sizes it holds.
+    let record_len = record.to_string_bytes().len() as u64;
+    let inserted = align(dynstr.len() as u64 - strsz + record_len, unit);
+    if first.p_vaddr < MIN_ADDR + inserted {
+        return Ok(None);
+    }
+    record.inserted = inserted;
+    record.stamped_size = ef.size + inserted;
+    let mut strings = dynstr[ef.dynstr.len()..].to_vec();
+    strings.extend_from_slice(&record.to_string_bytes());
+    let new_strsz = strsz + strings.len() as u64;
+
+    // Addresses in the first segment before the insertion point move down.
+    let head_end = first.p_vaddr + at;
+    let new_addr = |a: u64| {
+        if a >= first.p_vaddr && a < head_end {
+            a - inserted
+        } else {
+            a
+        }
+    };
+    let bad = |what: &str, e: goblin::error::Error| {
+        WriteError::Unsupported(format!("writing {what}: {e}"))
+    };
+    let mut edits: Vec<(u64, Vec<u8>)> = Vec::new();
+
+    // `.dynamic`, in place.
+    let mut dyns = new_dynamic(ef, &slots, needed, &offsets, new_strsz, |d| {
+        if ADDRESS_TAGS.contains(&d.d_tag) {
+            new_addr(d.d_val)
+        } else {
+            d.d_val
+        }
+    });
+    dyns.resize(
+        capacity as usize,
+        Dyn {
+            d_tag: dynamic::DT_NULL,
+            d_val: 0,
+        },
+    );
+    let mut bytes = vec![0u8; (capacity * dyn_size) as usize];
+    for (i, d) in dyns.into_iter().enumerate() {
+        bytes
+            .pwrite_with(d, i * dyn_size as usize, ctx)
+            .map_err(|e| bad(".dynamic", e))?;
+    }
+    edits.push((dyn_ph.p_offset, bytes));
+
+    // `.gnu.version_r`, in place.
+    if let (Some(v), Some((_, off, _))) = (new_verneed(file, ef, needed, &offsets)?, ef.verneed) {
+        edits.push((off, v));
+    }
+
+    // Program headers: the first segment grows downwards; the rest follow their bytes.
+    let mut bytes = vec![0u8; (phent * u64::from(hdr.e_phnum)) as usize];
+    for (i, p) in ef.phdrs.iter().enumerate() {
+        let mut p = p.clone();
+        if std::ptr::eq(&ef.phdrs[i], first) {
+            p.p_vaddr -= inserted;
+            p.p_paddr = p.p_paddr.wrapping_sub(inserted);
+            p.p_filesz += inserted;
+            p.p_memsz += inserted;
+        } else if p.p_filesz == 0 && p.p_memsz == 0 {
+            // PT_GNU_STACK and the like describe no bytes.
+        } else if p.p_offset >= at {
+            p.p_offset += inserted;
+        } else {
+            p.p_vaddr -= inserted;
+            p.p_paddr = p.p_paddr.wrapping_sub(inserted);
+        }
+        bytes
+            .pwrite_with(p, i * phent as usize, ctx)
+            .map_err(|e| bad("program headers", e))?;
+    }
+    edits.push((hdr.e_phoff, bytes));
+
+    // Section headers, where they were (they come after the insertion point).
+    let shent = SectionHeader::size(ctx);
+    let mut bytes = vec![0u8; shent * ef.shdrs.len()];
+    for (i, s) in ef.shdrs.iter().enumerate() {
+        let mut s = s.clone();
+        let is_dynstr = s.sh_type == sh::SHT_STRTAB && s.sh_offset == str_off && s.sh_size == strsz;
+        shift_section(&mut s, at, inserted);
+        if is_dynstr {
+            s.sh_size = new_strsz;
+        }
+        bytes
+            .pwrite_with(s, i * shent, ctx)
+            .map_err(|e| bad("section headers", e))?;
+    }
+    edits.push((hdr.e_shoff, bytes));
+
+    // Symbols in `.symtab` that point into the moved part (section symbols, `__ehdr_start`).
+    for (off, value) in symtab_values(file, ef, first.p_vaddr, head_end)? {
+        edits.push((off, encode_addr(ef, value - inserted)));
+    }
+
+    let mut new_hdr: Header = *hdr;
+    new_hdr.e_shoff += inserted;
+    let mut bytes = vec![0u8; usize::from(hdr.e_ehsize)];
+    bytes
+        .pwrite_with(new_hdr, 0, ctx.le)
+        .map_err(|e| bad("the ELF header", e))?;
+    edits.push((0, bytes));
+
+    Ok(Some(Shifted {
+        at,
+        inserted,
+        strings,
+        edits,
+        original_size: ef.size,
+    }))
+}
+
+/// Whether everything in the file before `at` is a table the loader finds through a program
+/// header or a dynamic tag (so it may move in memory), and nothing straddles `at`.
+fn head_holds_only_tables(ef: &ElfFile, first: &ProgramHeader, at: u64) -> bool {
+    let interp = ef.phdrs.iter().find(|p| p.p_type == ph::PT_INTERP);
+    let alloc = u64::from(sh::SHF_ALLOC);
+    let mut saw_dynstr = false;
+    for s in ef.shdrs.iter().skip(1) {
+        if s.sh_offset >= at || s.sh_type == sh::SHT_NOBITS || s.sh_size == 0 {
+            continue;
+        }
+        let end = s.sh_offset + s.sh_size;
+        let table = match s.sh_type {
+            sh::SHT_NOTE
+            | sh::SHT_DYNSYM
+            | sh::SHT_GNU_HASH
+            | sh::SHT_HASH
+            | sh::SHT_GNU_VERSYM
+            | sh::SHT_GNU_VERDEF
+            | sh::SHT_GNU_VERNEED
+            | sh::SHT_RELA
+            | sh::SHT_REL => true,
+            sh::SHT_STRTAB => {
+                let is = s.sh_addr == ef.dynstr_addr && end == at;
+                saw_dynstr |= is;
+                is
+            }
+            sh::SHT_PROGBITS => {
+                interp.is_some_and(|p| p.p_offset == s.sh_offset && p.p_filesz == s.sh_size)
+            }
+            _ => false,
+        };
+        if !table || s.sh_flags & alloc == 0 || end > at {
+            return false;
+        }
+    }
+    saw_dynstr
+        && ef.phdrs.iter().all(|p| {
+            std::ptr::eq(p, first)
+                || (p.p_filesz == 0 && p.p_memsz == 0)
+                || p.p_offset >= at
+                || (p.p_offset + p.p_filesz <= at
+                    && matches!(
+                        p.p_type,
+                        ph::PT_PHDR | ph::PT_INTERP | ph::PT_NOTE | ph::PT_GNU_PROPERTY
+                    ))
+        })
+}
+
+/// A section header after `inserted` bytes went in at `at`: sections after it move in the
+/// file, sections before it move down in memory. (`.dynstr`'s size is the caller's.)
+fn shift_section(s: &mut SectionHeader, at: u64, inserted: u64) {
+    if s.sh_offset >= at {
+        s.sh_offset += inserted;
+    } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
+        s.sh_addr -= inserted;
+    }
+}
+
+/// What a shifted file's own bytes say about the original's, beyond the record: the section
+/// header table (the inverse of [`shift_section`], `.dynstr` cut back to the insertion point)
+/// and the `.symtab` values that moved, as patches at original offsets.
+pub fn computed_original(
+    file: &dyn Source,
+    ef: &ElfFile,
+    at: u64,
+    inserted: u64,
+) -> Option<Vec<(u64, Vec<u8>)>> {
+    let shent = SectionHeader::size(ef.ctx);
+    let mut bytes = vec![0u8; shent * ef.shdrs.len()];
+    for (i, s) in ef.shdrs.iter().enumerate() {
+        let mut s = s.clone();
+        if s.sh_offset >= at + inserted {
+            s.sh_offset -= inserted;
+        } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
+            s.sh_addr += inserted;
+            if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
+                s.sh_size = at.checked_sub(s.sh_offset)?;
+            }
+        }
+        bytes.pwrite_with(s, i * shent, ef.ctx).ok()?;
+    }
+    let mut patches = vec![(ef.header.e_shoff.checked_sub(inserted)?, bytes)];
+    let first = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD)
+        .min_by_key(|p| p.p_vaddr)?;
+    for (off, value) in symtab_values(file, ef, first.p_vaddr, first.p_vaddr + at).ok()? {
+        patches.push((off.checked_sub(inserted)?, encode_addr(ef, value + inserted)));
+    }
+    Some(patches)
+}
+
+/// Defined symbols in `.symtab` whose value lies in `lo..hi`: the file offset of each value
+/// field, and the value.
+fn symtab_values(
+    file: &dyn Source,
+    ef: &ElfFile,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<(u64, u64)>, WriteError> {
+    let is64 = ef.ctx.container == Container::Big;
+    let (ent, value_at, shndx_at) = if is64 { (24, 8, 6) } else { (16, 4, 14) };
+    let le = ef.ctx.le;
+    let mut found = Vec::new();
+    for s in &ef.shdrs {
+        if s.sh_type != sh::SHT_SYMTAB
+            || s.sh_entsize != ent as u64
+            || s.sh_offset.saturating_add(s.sh_size) > ef.size
+        {
+            continue;
+        }
+        let mut table = vec![0u8; s.sh_size as usize];
+        file.read_exact_at(&mut table, s.sh_offset)?;
+        for (i, sym) in table.chunks_exact(ent).enumerate() {
+            let shndx: u16 = sym.pread_with(shndx_at, le).unwrap_or(0);
+            // Undefined, absolute, common: not addresses in a section.
+            if shndx == 0 || shndx >= 0xff00 {
+                continue;
+            }
+            let value = if is64 {
+                sym.pread_with::<u64>(value_at, le).unwrap_or(0)
+            } else {
+                u64::from(sym.pread_with::<u32>(value_at, le).unwrap_or(0))
+            };
+            if (lo..hi).contains(&value) {
+                found.push((s.sh_offset + (i * ent + value_at) as u64, value));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// An address as the file stores it.
+fn encode_addr(ef: &ElfFile, value: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    let n = if ef.ctx.container == Container::Big {
+        b.pwrite_with(value, 0, ef.ctx.le)
+    } else {
+        b.pwrite_with(value as u32, 0, ef.ctx.le)
+    };
+    b.truncate(n.unwrap_or(0));
+    b
+}
+
+/// The shifted file as a byte source: original bytes with the edits laid over, the inserted
+/// bytes at the insertion point.
+struct Output<'a> {
+    file: &'a dyn Source,
+    stamp: &'a Shifted,
+}
+
+impl Output<'_> {
+    fn original(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, off)?;
+        overlay(buf, off, &self.stamp.edits);
+        Ok(())
+    }
+}
+
+impl Source for Output<'_> {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.stamp.original_size + self.stamp.inserted)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let (at, ins) = (self.stamp.at, self.stamp.inserted);
+        let mut pos = offset;
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            let n = if pos < at {
+                let n = rest.len().min((at - pos) as usize);
+                self.original(&mut rest[..n], pos)?;
+                n
+            } else if pos < at + ins {
+                let n = rest.len().min((at + ins - pos) as usize);
+                for (i, b) in rest[..n].iter_mut().enumerate() {
+                    let k = (pos - at) as usize + i;
+                    *b = self.stamp.strings.get(k).copied().unwrap_or(0);
+                }
+                n
+            } else {
+                self.original(rest, pos - ins)?;
+                rest.len()
+            };
+            done += n;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the shifted stamp of the file open as `file` at `path`, checking that the new file
+/// reads back with exactly `needed` before it replaces the old one.
+pub fn write(
+    path: &Path,
+    file: &File,
+    stamp: &Shifted,
+    needed: &[String],
+) -> Result<(), WriteError> {
+    let out = Output { file, stamp };
+    let size = out.size()?;
+    replace_file(path, file, &out, size, |new| {
+        let ef = read_elf_file(new)?;
+        if ef.info.needed != needed || ShiftRecord::find(&ef.dynstr).is_none() {
+            return Err(WriteError::Unsupported(
+                "the rewritten file did not read back as planned; left unchanged".into(),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Replaces the file at `path` (open as `current`) with `size` bytes of `src`: written to a
+/// new file beside it with the same owner and mode, checked by `verify`, then renamed over it.
+/// [`WriteError::KeepInPlace`] when the file has other hard links or extended attributes, or
+/// the new file cannot get its owner or be created.
+pub fn replace_file(
+    path: &Path,
+    current: &File,
+    src: &dyn Source,
+    size: u64,
+    verify: impl FnOnce(&File) -> Result<(), WriteError>,
+) -> Result<(), WriteError> {
+    let meta = current.metadata()?;
+    if meta.nlink() != 1 {
+        return Err(WriteError::KeepInPlace("it has other hard links".into()));
+    }
+    if has_xattrs(current) {
+        return Err(WriteError::KeepInPlace(
+            "it has extended attributes (capabilities, ACLs or labels)".into(),
+        ));
+    }
+    let real = fs::canonicalize(path)?;
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+        return Err(WriteError::KeepInPlace("it has no directory".into()));
+    };
+    let tmp = dir.join(temp_name(&name.to_string_lossy()));
+    // A run killed before its rename leaves this behind.
+    let _ = fs::remove_file(&tmp);
+    let out = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(WriteError::KeepInPlace(
+                "its directory is not writable".into(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let result = (|| {
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = 0;
+        while off < size {
+            let n = CHUNK.min((size - off) as usize);
+            src.read_exact_at(&mut buf[..n], off)?;
+            out.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+        }
+        std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())).map_err(|_| {
+            WriteError::KeepInPlace("a new file cannot be given its owner".into())
+        })?;
+        out.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
+        verify(&out)?;
+        out.sync_all()?;
+        fs::rename(&tmp, &real)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The name of the new file written beside `name` before it is renamed over it.
+fn temp_name(name: &str) -> String {
+    format!(".{name}{TEMP_SUFFIX}")
+}
+
+const TEMP_SUFFIX: &str = ".shrinkwrap-new";
+
+/// Whether a file name is one [`temp_name`] makes (left behind by a killed run).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// Whether a file carries extended attributes, which a new file would not have.
+fn has_xattrs(file: &File) -> bool {
+    // SAFETY: with a null buffer and size 0, flistxattr only returns the size the list needs.
+    let n = unsafe { libc::flistxattr(file.as_raw_fd(), std::ptr::null_mut(), 0) };
+    // -1: no support for them on this file system (or an error): nothing to lose.
+    n > 0
+}

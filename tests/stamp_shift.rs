@@ -1,0 +1,290 @@
+//! The shifted layout: a non-PIE executable exporting a large dynamic symbol table (built with
+//! `-no-pie -rdynamic`) is stamped by inserting whole pages after `.dynstr`, written to a new
+//! file and renamed over the old one, instead of growing by a copy of its string table. Checked
+//! against the loader, by running it, through the strip tools, by restamping; and the cases
+//! that must keep the in-place layout (hard links, extended attributes) keep it.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{have, loader_paths, readelf_needed, run, stamp, strip_variants, Cc, Store};
+
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+const BASE: &str = "int base(void) { return 42; }\n";
+/// Exported functions: enough long names for a `.dynstr` far larger than a page.
+const EXPORTS: usize = 3000;
+
+/// A program calling `base()` from a store library, exporting `EXPORTS` functions.
+fn exporting_program() -> String {
+    let mut s = String::from("#include <stdio.h>\nint base(void);\n");
+    for i in 0..EXPORTS {
+        s.push_str(&format!(
+            "int shrinkwrap_exported_function_with_a_long_name_{i:05}(void) {{ return {i}; }}\n"
+        ));
+    }
+    s.push_str("int main(void) { printf(\"%d\\n\", base()); return 0; }\n");
+    s
+}
+
+struct Built {
+    st: Store,
+    /// The unstamped program; tests stamp copies of it.
+    app: PathBuf,
+}
+
+fn build() -> Built {
+    let st = Store::new();
+    let base_dir = st.lib_dir("base");
+    let libbase = Cc::new("gcc", BASE, base_dir.join("libbase.so.1"))
+        .shared(Some("libbase.so.1"))
+        .runpath(&st.runpath(&[]))
+        .build();
+    let source = exporting_program();
+    let app = Cc::new("gcc", &source, st.package("app").join("bin/app"))
+        .arg("-no-pie")
+        .arg("-rdynamic")
+        .runpath(&st.runpath(&[&base_dir.display().to_string()]))
+        .link(&libbase)
+        .build();
+    Built { st, app }
+}
+
+/// A fresh copy of the unstamped program under `name`.
+fn copy(b: &Built, name: &str) -> PathBuf {
+    let p = b.app.with_file_name(name);
+    std::fs::copy(&b.app, &p).unwrap();
+    p
+}
+
+/// The size of a section, from `readelf -S`.
+fn section_size(file: &Path, name: &str) -> u64 {
+    let out = run(Command::new("readelf").arg("-SW").arg(file));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == name))
+        .unwrap_or_else(|| panic!("no {name} in {}", file.display()));
+    // [Nr] Name Type Address Off Size ...: the size follows the offset.
+    let after_name: Vec<&str> = line.split(name).nth(1).unwrap().split_whitespace().collect();
+    u64::from_str_radix(after_name[3], 16).unwrap()
+}
+
+/// The address of the lowest PT_LOAD, from `readelf -l`.
+fn first_load_vaddr(file: &Path) -> u64 {
+    let out = run(Command::new("readelf").arg("-lW").arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .map(|l| {
+            let v = l.split_whitespace().nth(2).unwrap();
+            u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+        })
+        .min()
+        .unwrap()
+}
+
+fn run_program(p: &Path) -> (Option<i32>, String) {
+    let out = run(Command::new(p).env_clear());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn grew(file: &Path, before: u64) -> u64 {
+    std::fs::metadata(file).unwrap().len() - before
+}
+
+#[test]
+fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
+    if !have("gcc") || !have("readelf") {
+        return;
+    }
+    let b = build();
+    let store = b.st.store.display().to_string();
+    let args = ["--store-dir", store.as_str()];
+    let app = copy(&b, "shifted");
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o751)).unwrap();
+    let size = std::fs::metadata(&app).unwrap().len();
+    let dynstr = section_size(&app, ".dynstr");
+    let vaddr = first_load_vaddr(&app);
+    assert!(dynstr > 3 * 4096, "the fixture's .dynstr is only {dynstr} bytes");
+    let before = loader_paths(LOADER, &app).unwrap();
+    let ran = run_program(&app);
+    assert_eq!(ran, (Some(0), "42\n".to_string()));
+    let inode = std::fs::metadata(&app).unwrap().ino();
+
+    let (code, out, err) = stamp(&app, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    let growth = grew(&app, size);
+    println!("shifted stamp: +{growth} bytes; .dynstr is {dynstr} bytes; {out}");
+    assert!(
+        growth % 4096 == 0 && growth < dynstr,
+        "grew by {growth} bytes (its .dynstr is {dynstr})"
+    );
+    assert!(out.contains(&format!("(+{growth} bytes)")), "{out}");
+    assert_eq!(
+        first_load_vaddr(&app),
+        vaddr - growth,
+        "the first segment should start {growth} bytes lower"
+    );
+    let meta = std::fs::metadata(&app).unwrap();
+    assert_ne!(meta.ino(), inode, "a shifted stamp is a new file");
+    assert_eq!(meta.mode() & 0o7777, 0o751, "mode not kept");
+    let dir = app.parent().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("shrinkwrap"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    // The loader's view and the program's behaviour are the same; every name is absolute.
+    assert_eq!(loader_paths(LOADER, &app).unwrap(), before);
+    assert_eq!(run_program(&app), ran);
+    let needed = readelf_needed(&app);
+    assert!(needed.iter().all(|n| n.starts_with('/')), "{needed:?}");
+
+    // The strip tools keep it working.
+    for (name, mut cmd) in strip_variants(&app, &app.with_file_name("stripped")) {
+        if !have(name.split(' ').next().unwrap()) {
+            continue;
+        }
+        let o = run(&mut cmd);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let stripped = app.with_file_name("stripped");
+        assert_eq!(loader_paths(LOADER, &stripped).unwrap(), before, "{name}");
+        assert_eq!(run_program(&stripped), ran, "{name}");
+    }
+    let o = run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&app)
+        .arg(app.with_file_name("debug")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Stamping again writes nothing.
+    let once = std::fs::read(&app).unwrap();
+    let (code, out, _) = stamp(&app, &args);
+    assert_eq!(code, 0);
+    assert!(out.contains("unchanged"), "{out}");
+    assert!(std::fs::read(&app).unwrap() == once, "restamp wrote");
+
+    // A new plan starts from the original: the same bytes as stamping a fresh copy with it,
+    // and going back to the first plan gives the first result again.
+    let keep = ["--store-dir", store.as_str(), "--keep", "libc.so.6"];
+    let direct = copy(&b, "direct");
+    assert_eq!(stamp(&direct, &keep).0, 0);
+    let (code, out, err) = stamp(&app, &keep);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        std::fs::read(&app).unwrap() == std::fs::read(&direct).unwrap(),
+        "restamping with a new plan differs from stamping the original with it"
+    );
+    assert!(readelf_needed(&app).contains(&"libc.so.6".to_string()));
+    assert_eq!(run_program(&app), ran);
+    assert_eq!(stamp(&app, &args).0, 0);
+    assert!(
+        std::fs::read(&app).unwrap() == once,
+        "back to the first plan, the bytes differ from the first stamp"
+    );
+}
+
+#[test]
+fn hard_links_and_extended_attributes_keep_the_in_place_layout() {
+    if !have("gcc") || !have("readelf") {
+        return;
+    }
+    let b = build();
+    let store = b.st.store.display().to_string();
+    let args = ["--store-dir", store.as_str()];
+    let dynstr = section_size(&b.app, ".dynstr");
+    let size = std::fs::metadata(&b.app).unwrap().len();
+    let ran = run_program(&b.app);
+
+    // Hard-linked: stamped in place, so both names see the stamp.
+    let linked = copy(&b, "linked");
+    let other = linked.with_file_name("other-name");
+    std::fs::hard_link(&linked, &other).unwrap();
+    let inode = std::fs::metadata(&linked).unwrap().ino();
+    let (code, out, err) = stamp(&linked, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    let growth = grew(&linked, size);
+    assert!(growth > dynstr, "grew by {growth}: not the in-place layout");
+    let meta = std::fs::metadata(&other).unwrap();
+    assert_eq!((meta.ino(), meta.nlink()), (inode, 2), "the hard link was broken");
+    assert_eq!(run_program(&other), ran);
+
+    // Extended attributes (capabilities, ACLs, labels) would not survive a new file.
+    let tagged = copy(&b, "tagged");
+    let c_path = std::ffi::CString::new(tagged.display().to_string()).unwrap();
+    let value = b"kept";
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"user.shrinkwrap-test".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        eprintln!(
+            "*** this file system takes no user extended attributes ({}): the xattr case is SKIPPED ***",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let inode = std::fs::metadata(&tagged).unwrap().ino();
+    let (code, out, err) = stamp(&tagged, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::metadata(&tagged).unwrap().ino(), inode);
+    assert!(grew(&tagged, size) > dynstr);
+    let mut buf = [0u8; 16];
+    // SAFETY: as above, with a writable buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c"user.shrinkwrap-test".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert_eq!(&buf[..n.max(0) as usize], value, "the attribute was lost");
+    assert_eq!(run_program(&tagged), ran);
+}
+
+#[test]
+fn a_killed_runs_new_file_is_cleared_and_never_walked() {
+    if !have("gcc") || !have("readelf") {
+        return;
+    }
+    let b = build();
+    let store = b.st.store.display().to_string();
+    let app = copy(&b, "prog");
+    // What a run killed between writing the new file and renaming it leaves: the original
+    // untouched, and the new file beside it.
+    let leftover = app.with_file_name(".prog.shrinkwrap-new");
+    std::fs::copy(&b.app, &leftover).unwrap();
+
+    // fixup passes such a file over (a stamp would change its bytes).
+    let walked = b.st.package("walked");
+    let alone = walked.join(".prog.shrinkwrap-new");
+    std::fs::copy(&b.app, &alone).unwrap();
+    let out = run(common::shrinkwrap()
+        .args(["fixup", "--store-dir", &store])
+        .arg(&walked));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read(&alone).unwrap() == std::fs::read(&b.app).unwrap(),
+        "fixup stamped a killed run's leftover"
+    );
+
+    let (code, out, err) = stamp(&app, &["--store-dir", &store]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!leftover.exists(), "the killed run's new file is still there");
+    assert_eq!(run_program(&app), (Some(0), "42\n".to_string()));
+}
