@@ -66,6 +66,48 @@ const S390X: Arch = Arch {
     machine: "s390",
 };
 
+/// How the program is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The toolchain's default (PIE where it defaults to it): stamped in place.
+    Default,
+    /// Non-PIE, exporting thousands of long names: stamped by the shifted layout (whole pages
+    /// inserted after `.dynstr`, so the file grows by less than that table).
+    NonPieExporting,
+}
+
+/// `APP` plus this many exported functions with long names.
+const EXPORTS: usize = 3000;
+
+fn exporting(app: &str) -> String {
+    let mut s = String::new();
+    for i in 0..EXPORTS {
+        s.push_str(&format!(
+            "int shrinkwrap_exported_function_with_a_long_name_{i:05}(void) {{ return {i}; }}\n"
+        ));
+    }
+    s + app
+}
+
+/// The size of `.dynstr` and the lowest PT_LOAD address, from readelf.
+fn dynstr_and_base(file: &Path) -> (u64, u64) {
+    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).unwrap();
+    let out = run(Command::new("readelf").arg("-SlW").arg(file));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dynstr = text
+        .lines()
+        .find_map(|l| l.split_once(" .dynstr "))
+        .map(|(_, rest)| hex(rest.split_whitespace().nth(3).unwrap()))
+        .unwrap();
+    let base = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .map(|l| hex(l.split_whitespace().nth(2).unwrap()))
+        .min()
+        .unwrap();
+    (dynstr, base)
+}
+
 /// Where the program's PT_INTERP points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Interp {
@@ -110,7 +152,7 @@ struct Built {
     app: PathBuf,
 }
 
-fn build(a: &Arch, interp: Interp) -> Built {
+fn build(a: &Arch, interp: Interp, shape: Shape) -> Built {
     let st = Store::new();
     let base_dir = st.lib_dir("base");
     let mid_dir = st.lib_dir("mid");
@@ -123,10 +165,17 @@ fn build(a: &Arch, interp: Interp) -> Built {
         .runpath(&st.runpath(&[&s(&base_dir)]))
         .link(&libbase)
         .build();
-    let mut app = Cc::new(a.gcc, APP, st.package("app").join("bin/app"))
+    let source = match shape {
+        Shape::Default => APP.to_string(),
+        Shape::NonPieExporting => exporting(APP),
+    };
+    let mut app = Cc::new(a.gcc, &source, st.package("app").join("bin/app"))
         .runpath(&st.runpath(&[&s(&mid_dir)]))
         .link(&libmid)
         .arg(format!("-Wl,-rpath-link,{}", s(&base_dir)));
+    if shape == Shape::NonPieExporting {
+        app = app.arg("-no-pie").arg("-rdynamic");
+    }
     if interp == Interp::InSysroot {
         app = app.arg(format!(
             "-Wl,--dynamic-linker={}/lib/{}",
@@ -143,15 +192,17 @@ fn build(a: &Arch, interp: Interp) -> Built {
     }
 }
 
-fn stamp_and_run(a: &Arch, interp: Interp) {
-    if !have(a.gcc) || !have(a.qemu) {
+fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
+    if !have(a.gcc) || !have(a.qemu) || !have("readelf") {
         return;
     }
-    let b = build(a, interp);
+    let b = build(a, interp, shape);
     let app = &b.app;
     let sysroot_lib = format!("{}/lib", a.sysroot);
     let args = ["--store-dir", &b.store_dir, "--search", &sysroot_lib];
-    let what = format!("{} ({interp:?} PT_INTERP)", a.machine);
+    let what = format!("{} ({interp:?} PT_INTERP, {shape:?})", a.machine);
+    let size = std::fs::metadata(app).unwrap().len();
+    let (dynstr, base) = dynstr_and_base(app);
 
     let before = tree_json(&[app], &args, 0)["files"][0].clone();
     let pt_interp = before["interpreter"].as_str().unwrap().to_string();
@@ -181,6 +232,14 @@ fn stamp_and_run(a: &Arch, interp: Interp) {
     let (code, out, err) = stamp(app, &args);
     assert_eq!(code, 0, "{what}: stamp: {out} {err}");
     assert!(out.contains("stamped"), "{what}: {out}");
+    let growth = std::fs::metadata(app).unwrap().len() - size;
+    if shape == Shape::NonPieExporting {
+        assert!(
+            growth < dynstr && dynstr_and_base(app).1 == base - growth,
+            "{what}: grew by {growth} (.dynstr is {dynstr}), first segment at {:#x} (was {base:#x}): not shifted",
+            dynstr_and_base(app).1
+        );
+    }
 
     let after = tree_json(&[app], &args, 0)["files"][0].clone();
     let needed = strings(&after["needed"]);
@@ -236,30 +295,50 @@ fn stamp_and_run(a: &Arch, interp: Interp) {
 
 #[test]
 fn i686_program_stamps_and_runs() {
-    stamp_and_run(&I686, Interp::InSysroot);
+    stamp_and_run(&I686, Interp::InSysroot, Shape::Default);
 }
 
 #[test]
 fn aarch64_program_stamps_and_runs() {
-    stamp_and_run(&AARCH64, Interp::InSysroot);
+    stamp_and_run(&AARCH64, Interp::InSysroot, Shape::Default);
 }
 
 #[test]
 fn i686_program_with_absent_interpreter_stamps_and_runs() {
-    stamp_and_run(&I686, Interp::Default);
+    stamp_and_run(&I686, Interp::Default, Shape::Default);
 }
 
 #[test]
 fn aarch64_program_with_absent_interpreter_stamps_and_runs() {
-    stamp_and_run(&AARCH64, Interp::Default);
+    stamp_and_run(&AARCH64, Interp::Default, Shape::Default);
 }
 
 #[test]
 fn big_endian_powerpc_program_stamps_and_runs() {
-    stamp_and_run(&POWERPC, Interp::InSysroot);
+    stamp_and_run(&POWERPC, Interp::InSysroot, Shape::Default);
 }
 
 #[test]
 fn big_endian_s390x_program_stamps_and_runs() {
-    stamp_and_run(&S390X, Interp::InSysroot);
+    stamp_and_run(&S390X, Interp::InSysroot, Shape::Default);
+}
+
+#[test]
+fn i686_non_pie_program_is_shifted_and_runs() {
+    stamp_and_run(&I686, Interp::InSysroot, Shape::NonPieExporting);
+}
+
+#[test]
+fn aarch64_non_pie_program_is_shifted_and_runs() {
+    stamp_and_run(&AARCH64, Interp::InSysroot, Shape::NonPieExporting);
+}
+
+#[test]
+fn big_endian_powerpc_non_pie_program_is_shifted_and_runs() {
+    stamp_and_run(&POWERPC, Interp::InSysroot, Shape::NonPieExporting);
+}
+
+#[test]
+fn big_endian_s390x_non_pie_program_is_shifted_and_runs() {
+    stamp_and_run(&S390X, Interp::InSysroot, Shape::NonPieExporting);
 }
