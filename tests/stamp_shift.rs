@@ -68,7 +68,12 @@ fn section_size(file: &Path, name: &str) -> u64 {
         .find(|l| l.split_whitespace().any(|w| w == name))
         .unwrap_or_else(|| panic!("no {name} in {}", file.display()));
     // [Nr] Name Type Address Off Size ...: the size follows the offset.
-    let after_name: Vec<&str> = line.split(name).nth(1).unwrap().split_whitespace().collect();
+    let after_name: Vec<&str> = line
+        .split(name)
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
     u64::from_str_radix(after_name[3], 16).unwrap()
 }
 
@@ -111,7 +116,10 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
     let size = std::fs::metadata(&app).unwrap().len();
     let dynstr = section_size(&app, ".dynstr");
     let vaddr = first_load_vaddr(&app);
-    assert!(dynstr > 3 * 4096, "the fixture's .dynstr is only {dynstr} bytes");
+    assert!(
+        dynstr > 3 * 4096,
+        "the fixture's .dynstr is only {dynstr} bytes"
+    );
     let before = loader_paths(LOADER, &app).unwrap();
     let ran = run_program(&app);
     assert_eq!(ran, (Some(0), "42\n".to_string()));
@@ -154,7 +162,11 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
             continue;
         }
         let o = run(&mut cmd);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let stripped = app.with_file_name("stripped");
         assert_eq!(loader_paths(LOADER, &stripped).unwrap(), before, "{name}");
         assert_eq!(run_program(&stripped), ran, "{name}");
@@ -214,7 +226,11 @@ fn hard_links_and_extended_attributes_keep_the_in_place_layout() {
     let growth = grew(&linked, size);
     assert!(growth > dynstr, "grew by {growth}: not the in-place layout");
     let meta = std::fs::metadata(&other).unwrap();
-    assert_eq!((meta.ino(), meta.nlink()), (inode, 2), "the hard link was broken");
+    assert_eq!(
+        (meta.ino(), meta.nlink()),
+        (inode, 2),
+        "the hard link was broken"
+    );
     assert_eq!(run_program(&other), ran);
 
     // Extended attributes (capabilities, ACLs, labels) would not survive a new file.
@@ -277,7 +293,11 @@ fn a_killed_runs_new_file_is_cleared_and_never_walked() {
     let out = run(common::shrinkwrap()
         .args(["fixup", "--store-dir", &store])
         .arg(&walked));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         std::fs::read(&alone).unwrap() == std::fs::read(&b.app).unwrap(),
         "fixup stamped a killed run's leftover"
@@ -285,6 +305,9 @@ fn a_killed_runs_new_file_is_cleared_and_never_walked() {
 
     let (code, out, err) = stamp(&app, &["--store-dir", &store]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(!leftover.exists(), "the killed run's new file is still there");
+    assert!(
+        !leftover.exists(),
+        "the killed run's new file is still there"
+    );
     assert_eq!(run_program(&app), (Some(0), "42\n".to_string()));
 }

@@ -127,8 +127,8 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
         .as_ref()
         .ok()
         .map(|s| (s.tail_offset + s.tail.len() as u64).saturating_sub(ef.size));
-    if let Some(shifted) = shift::build(&file, &ef, needed)?
-        .filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
+    if let Some(shifted) =
+        shift::build(&file, &ef, needed)?.filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
     {
         match shift::write(path, &file, &shifted, needed) {
             Ok(()) => {
@@ -201,26 +201,37 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let dyn_size = Dyn::size_with(&ctx) as u64;
     let phent = ProgramHeader::size(ctx) as u64;
     let hdr = &ef.header;
+    let bad = |what: &str, e: goblin::error::Error| {
+        WriteError::Unsupported(format!("writing {what}: {e}"))
+    };
 
     if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() {
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
 
-    // 1. The new string table: old bytes unchanged, new strings appended once each.
-    let (dynstr, offsets) = string_table(ef, &slots, needed);
+    // 1. The new string table: old bytes unchanged, new strings appended once each (the
+    // record follows them, last).
+    let (mut dynstr, offsets) = string_table(ef, &slots, needed);
 
-    // 2. Room for one more program header.
+    // 2. Room for one more program header: a PT_NULL after the last PT_LOAD, or the bytes
+    // after the table, moved away.
     let phoff = hdr.e_phoff;
-    let old_ph_end = phoff + phent * u64::from(hdr.e_phnum);
-    let reuse_null = ef.phdrs.iter().position(|p| p.p_type == ph::PT_NULL);
+    let old_phnum = usize::from(hdr.e_phnum);
+    let last_load = ef.phdrs.iter().rposition(|p| p.p_type == ph::PT_LOAD);
+    let reuse_null = ef
+        .phdrs
+        .iter()
+        .enumerate()
+        .position(|(i, p)| p.p_type == ph::PT_NULL && last_load.is_none_or(|l| i > l));
+    let old_ph_end = phoff + phent * old_phnum as u64;
     let moved = if reuse_null.is_some() {
         None
     } else {
         Some(room_after_phdrs(ef, old_ph_end, old_ph_end + phent)?)
     };
-    let new_phnum = u64::from(hdr.e_phnum) + u64::from(reuse_null.is_none());
-    let new_ph_end = phoff + phent * new_phnum;
+    let new_phnum = old_phnum + usize::from(reuse_null.is_none());
+    let new_ph_end = phoff + phent * new_phnum as u64;
     // The commit write covers the ELF header and the program header table; moved bytes past
     // the table's new end stay where they were, unreferenced.
     let head_len = u64::from(hdr.e_ehsize).max(new_ph_end);
@@ -232,7 +243,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let mut original_head = vec![0u8; head_len as usize];
     file.read_exact_at(&mut original_head, 0)?;
 
-    // 3. Lay out the new segment.
+    // 3. Lay out the new segment: tail marker, moved pieces, .dynamic, .gnu.version_r,
+    // .dynstr.
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -247,13 +259,9 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let seg_off = align(ef.size, FILE_ALIGN);
     let seg_vaddr = align(max_end, max_align) + seg_off % max_align;
     let word = if is64 { 8 } else { 4 };
+    let addr = |rel: u64| seg_vaddr + rel;
 
-    // The record, then the original header bytes it restores: covered by a `.shrinkwrap`
-    // section below, so strip tools keep them.
-    let mut seg = Record::placeholder();
-    let undo_rel = seg.len() as u64;
-    seg.extend_from_slice(&original_head);
-    let record_len = seg.len() as u64;
+    let mut seg = record::tail_marker(ef.size).to_vec();
     // Moved pieces first, each congruent to its old offset mod 16 (notes need 4 or 8).
     let mut relocations: Vec<(u64, u64, u64)> = Vec::new(); // (old start, old end, new rel)
     if let Some(m) = &moved {
@@ -281,9 +289,6 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         None => false,
     };
     let str_rel = seg.len() as u64;
-    seg.extend_from_slice(&dynstr);
-    let seg_len = seg.len() as u64;
-    let addr = |rel: u64| seg_vaddr + rel;
 
     let first_load = loads.first().copied();
     // Where a moved byte went: (delta of the file offset, delta of the address).
@@ -307,29 +312,9 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         moved_to(off).map(|(_, d_addr)| old.wrapping_add(d_addr))
     };
 
-    // 4. The new dynamic section.
-    let mut dyns = new_dynamic(ef, &slots, needed, &offsets, dynstr.len() as u64, |d| {
-        match d.d_tag {
-            dynamic::DT_STRTAB => addr(str_rel),
-            dynamic::DT_VERNEED if verneed => addr(vn_rel),
-            t if MOVABLE_TAGS.contains(&t) => moved_addr(d.d_val).unwrap_or(d.d_val),
-            _ => d.d_val,
-        }
-    });
-    dyns.push(Dyn {
-        d_tag: dynamic::DT_NULL,
-        d_val: 0,
-    });
-    for (i, d) in dyns.into_iter().enumerate() {
-        seg.pwrite_with(d, dyn_rel as usize + i * dyn_size as usize, ctx)
-            .map_err(|e| WriteError::Unsupported(format!("writing .dynamic: {e}")))?;
-    }
-
-    // 5. Program headers.
+    // 4. Program headers; the new PT_LOAD (its size known once the record is) goes after
+    // every other entry, so the others keep their slots and the record stays small.
     let mut phdrs: Vec<ProgramHeader> = ef.phdrs.clone();
-    if let Some(i) = reuse_null {
-        phdrs.remove(i);
-    }
     for p in &mut phdrs {
         match p.p_type {
             ph::PT_DYNAMIC => {
@@ -340,10 +325,10 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
                 p.p_memsz = p.p_filesz;
             }
             ph::PT_PHDR => {
-                p.p_filesz = new_phnum * phent;
+                p.p_filesz = new_phnum as u64 * phent;
                 p.p_memsz = p.p_filesz;
             }
-            ph::PT_LOAD => {}
+            ph::PT_LOAD | ph::PT_NULL => {}
             _ => {
                 if let Some((d_off, d_addr)) = moved_to(p.p_offset).filter(|_| p.p_filesz > 0) {
                     p.p_offset = p.p_offset.wrapping_add(d_off);
@@ -353,6 +338,90 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
             }
         }
     }
+    let load_slot = reuse_null.unwrap_or(old_phnum);
+    if reuse_null.is_none() {
+        phdrs.push(ProgramHeader::default());
+    }
+    let mut head = original_head.clone();
+    for (i, p) in phdrs.iter().enumerate() {
+        head.pwrite_with(p.clone(), (phoff + i as u64 * phent) as usize, ctx)
+            .map_err(|e| bad("program headers", e))?;
+    }
+
+    // 5. The record: the original ELF header, and the original bytes of every program header
+    // slot that changes (the new PT_LOAD's always does).
+    let slot =
+        |i: usize| (phoff + i as u64 * phent) as usize..(phoff + (i as u64 + 1) * phent) as usize;
+    let ehsize = usize::from(hdr.e_ehsize);
+    let mut patches = vec![(0, original_head[..ehsize].to_vec())];
+    for i in 0..new_phnum {
+        let r = slot(i);
+        if i == load_slot || head[r.clone()] != original_head[r.clone()] {
+            patches.push((r.start as u64, original_head[r].to_vec()));
+        }
+    }
+    let mut rec = Record {
+        original_size: ef.size,
+        stamped_size: 0,
+        at: ef.size,
+        inserted: 0,
+        patches,
+    };
+    let record_len = rec.to_string_bytes().len();
+    let strsz = (dynstr.len() + record_len) as u64;
+    let seg_len = str_rel + strsz;
+
+    // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
+    let sht_rel = align(seg_len, 8);
+    let shent = SectionHeader::size(ctx);
+    let mut sht = vec![0u8; shent * ef.shdrs.len()];
+    for (i, s) in ef.shdrs.iter().enumerate() {
+        let mut s = s.clone();
+        let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
+        if s.sh_type == sh::SHT_DYNAMIC {
+            s.sh_offset = seg_off + dyn_rel;
+            s.sh_addr = addr(dyn_rel);
+            s.sh_size = n_dyn as u64 * dyn_size;
+        } else if s.sh_type == sh::SHT_STRTAB && alloc && s.sh_addr == ef.dynstr_addr {
+            s.sh_offset = seg_off + str_rel;
+            s.sh_addr = addr(str_rel);
+            s.sh_size = strsz;
+        } else if verneed && s.sh_type == sh::SHT_GNU_VERNEED {
+            s.sh_offset = seg_off + vn_rel;
+            s.sh_addr = addr(vn_rel);
+        } else if let Some((d_off, d_addr)) =
+            moved_to(s.sh_offset).filter(|_| s.sh_type != sh::SHT_NOBITS && s.sh_size > 0)
+        {
+            s.sh_offset = s.sh_offset.wrapping_add(d_off);
+            s.sh_addr = s.sh_addr.wrapping_add(d_addr);
+        }
+        sht.pwrite_with(s, i * shent, ctx)
+            .map_err(|e| bad("section headers", e))?;
+    }
+    let (new_shoff, stamped_size) = if ef.shdrs.is_empty() {
+        (hdr.e_shoff, seg_off + seg_len)
+    } else {
+        (seg_off + sht_rel, seg_off + sht_rel + sht.len() as u64)
+    };
+
+    // 7. Fill in: .dynamic, .dynstr with the record, the new PT_LOAD, the ELF header.
+    let mut dyns = new_dynamic(ef, &slots, needed, &offsets, strsz, |d| match d.d_tag {
+        dynamic::DT_STRTAB => addr(str_rel),
+        dynamic::DT_VERNEED if verneed => addr(vn_rel),
+        t if MOVABLE_TAGS.contains(&t) => moved_addr(d.d_val).unwrap_or(d.d_val),
+        _ => d.d_val,
+    });
+    dyns.push(Dyn {
+        d_tag: dynamic::DT_NULL,
+        d_val: 0,
+    });
+    for (i, d) in dyns.into_iter().enumerate() {
+        seg.pwrite_with(d, dyn_rel as usize + i * dyn_size as usize, ctx)
+            .map_err(|e| bad(".dynamic", e))?;
+    }
+    rec.stamped_size = stamped_size;
+    dynstr.extend_from_slice(&rec.to_string_bytes());
+    seg.extend_from_slice(&dynstr);
     let new_load = ProgramHeader {
         p_type: ph::PT_LOAD,
         p_flags: ph::PF_R | ph::PF_W,
@@ -363,100 +432,20 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         p_memsz: seg_len,
         p_align: max_align,
     };
-    let after_last_load = phdrs
-        .iter()
-        .rposition(|p| p.p_type == ph::PT_LOAD)
-        .map_or(phdrs.len(), |i| i + 1);
-    phdrs.insert(after_last_load, new_load);
-
-    // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
-    let mut tail = seg;
-    let mut new_shoff = hdr.e_shoff;
-    let mut new_shnum = hdr.e_shnum;
-    if !ef.shdrs.is_empty() {
-        // Section names: a copy with ".shrinkwrap" appended, for the record's section.
-        let shstrndx = hdr.e_shstrndx as usize;
-        let names = ef
-            .shdrs
-            .get(shstrndx)
-            .filter(|n| n.sh_type == sh::SHT_STRTAB && n.sh_size < 1 << 20)
-            .filter(|_| u32::from(hdr.e_shnum) + 1 < 0xff00);
-        let mut names_at = None;
-        if let Some(n) = names {
-            let at = tail.len();
-            tail.resize(at + n.sh_size as usize, 0);
-            file.read_exact_at(&mut tail[at..], n.sh_offset)?;
-            tail.extend_from_slice(b".shrinkwrap\0");
-            names_at = Some((at as u64, n.sh_size));
-        }
-        pad_to(&mut tail, 8);
-        new_shoff = seg_off + tail.len() as u64;
-        let shent = SectionHeader::size(ctx);
-        let mut shdrs = ef.shdrs.clone();
-        if let Some((at, old_size)) = names_at {
-            shdrs[shstrndx].sh_offset = seg_off + at;
-            shdrs[shstrndx].sh_size = old_size + b".shrinkwrap\0".len() as u64;
-            shdrs.push(SectionHeader {
-                sh_name: old_size as usize,
-                sh_type: sh::SHT_PROGBITS,
-                sh_flags: u64::from(sh::SHF_ALLOC),
-                sh_addr: addr(0),
-                sh_offset: seg_off,
-                sh_size: record_len,
-                sh_link: 0,
-                sh_info: 0,
-                sh_addralign: 8,
-                sh_entsize: 0,
-            });
-            new_shnum += 1;
-        }
-        for s in &shdrs {
-            let mut s = s.clone();
-            let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
-            if s.sh_type == sh::SHT_DYNAMIC {
-                s.sh_offset = seg_off + dyn_rel;
-                s.sh_addr = addr(dyn_rel);
-                s.sh_size = n_dyn as u64 * dyn_size;
-            } else if s.sh_type == sh::SHT_STRTAB && alloc && s.sh_addr == ef.dynstr_addr {
-                s.sh_offset = seg_off + str_rel;
-                s.sh_addr = addr(str_rel);
-                s.sh_size = dynstr.len() as u64;
-            } else if verneed && s.sh_type == sh::SHT_GNU_VERNEED {
-                s.sh_offset = seg_off + vn_rel;
-                s.sh_addr = addr(vn_rel);
-            } else if let Some((d_off, d_addr)) =
-                moved_to(s.sh_offset).filter(|_| s.sh_type != sh::SHT_NOBITS && s.sh_size > 0)
-            {
-                s.sh_offset = s.sh_offset.wrapping_add(d_off);
-                s.sh_addr = s.sh_addr.wrapping_add(d_addr);
-            }
-            let at = tail.len();
-            tail.resize(at + shent, 0);
-            tail.pwrite_with(s, at, ctx)
-                .map_err(|e| WriteError::Unsupported(format!("writing section headers: {e}")))?;
-        }
-    }
-
-    // 7. The head: ELF header and program headers, moved bytes cleared.
-    let mut head = original_head.clone();
-    for (i, p) in phdrs.into_iter().enumerate() {
-        head.pwrite_with(p, (phoff + i as u64 * phent) as usize, ctx)
-            .map_err(|e| WriteError::Unsupported(format!("writing program headers: {e}")))?;
-    }
+    head.pwrite_with(new_load, slot(load_slot).start, ctx)
+        .map_err(|e| bad("program headers", e))?;
     let mut new_hdr: Header = *hdr;
     new_hdr.e_phnum = new_phnum as u16;
     new_hdr.e_shoff = new_shoff;
-    new_hdr.e_shnum = new_shnum;
     head.pwrite_with(new_hdr, 0, ctx.le)
-        .map_err(|e| WriteError::Unsupported(format!("writing the ELF header: {e}")))?;
+        .map_err(|e| bad("the ELF header", e))?;
 
-    Record {
-        original_size: ef.size,
-        stamped_size: seg_off + tail.len() as u64,
-        undo_rel,
-        undo_len: original_head.len() as u64,
+    let mut tail = seg;
+    if !ef.shdrs.is_empty() {
+        tail.resize(sht_rel as usize, 0);
+        tail.extend_from_slice(&sht);
     }
-    .write_into(&mut tail);
+    debug_assert_eq!(seg_off + tail.len() as u64, stamped_size);
     Ok(Stamp {
         tail_offset: seg_off,
         tail,

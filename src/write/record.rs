@@ -1,33 +1,32 @@
-//! Records of our own work, so a later run can recognise a stamp, restore the original, and
+//! The record of our own work, so a later run can recognise a stamp, restore the original, and
 //! stamp afresh rather than stacking stamps.
 //!
-//! In place (the usual layout) the record starts the stamped segment and holds the original
-//! bytes of the region the commit write replaced. Layout (little-endian whatever the file's
-//! byte order, 64 bytes): magic (16) · version u32 · reserved u32 · original size u64 ·
-//! stamped size u64 · undo offset u64 (relative to the segment) · undo length u64 · reserved (8).
-//!
-//! A shifted stamp (see `shift.rs`) keeps its record as the last string of the dynamic string
-//! table: `shrinkwrap-undo:` and the base64 of: version u32 (2) · reserved u32 · original size
+//! It is the last string of the new dynamic string table: inside `.dynstr`, so strip tools keep
+//! it; a string, so `.dynstr` stays a valid string table. `shrinkwrap-undo:` and the base64 of
+//! (little-endian whatever the file's byte order): version u32 · reserved u32 · original size
 //! u64 · stamped size u64 · insertion point u64 · inserted length u64 · patch count u32 · per
-//! patch: original offset u64, length u32, the original bytes. A string, so `.dynstr` stays a
-//! valid string table; inside `.dynstr`, so strip tools keep it.
+//! patch: original offset u64, length u32, the original bytes. The original file is the stamped
+//! one without the inserted bytes (none for an in-place stamp; see `shift.rs`), with the
+//! patches laid over it, cut at the original size.
+//!
+//! An in-place stamp's segment also starts with a tail marker (magic, original size): a run
+//! killed before its commit leaves the segment past the end of the file, unreferenced, and the
+//! marker lets the next run cut it off.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use goblin::elf::program_header as ph;
-
 use crate::elf::ElfFile;
 
-/// Prefix of a shifted stamp's record in the dynamic string table.
+/// Prefix of the record in the dynamic string table.
 pub const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
-const SHIFT_VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
-/// A shifted stamp's record: the file was cut at `at` and `inserted` bytes went in; `patches`
+/// A stamp's record: `inserted` bytes went in at `at` (none for an in-place stamp); `patches`
 /// hold the original bytes of what was edited, at original offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShiftRecord {
+pub struct Record {
     pub original_size: u64,
     pub stamped_size: u64,
     pub at: u64,
@@ -35,13 +34,18 @@ pub struct ShiftRecord {
     pub patches: Vec<(u64, Vec<u8>)>,
 }
 
-impl ShiftRecord {
+impl Record {
     /// The NUL-terminated string that goes at the end of the dynamic string table.
     pub fn to_string_bytes(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        b.extend_from_slice(&SHIFT_VERSION.to_le_bytes());
+        b.extend_from_slice(&VERSION.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
-        for v in [self.original_size, self.stamped_size, self.at, self.inserted] {
+        for v in [
+            self.original_size,
+            self.stamped_size,
+            self.at,
+            self.inserted,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&(self.patches.len() as u32).to_le_bytes());
@@ -57,12 +61,12 @@ impl ShiftRecord {
     }
 
     /// The record in a dynamic string table, if the table ends with one.
-    pub fn find(dynstr: &[u8]) -> Option<ShiftRecord> {
+    pub fn find(dynstr: &[u8]) -> Option<Record> {
         let body = dynstr.strip_suffix(b"\0")?;
         let start = body.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
         let b = base64_decode(body[start..].strip_prefix(UNDO_PREFIX)?)?;
         let mut r = Cursor(&b);
-        if r.u32()? != SHIFT_VERSION {
+        if r.u32()? != VERSION {
             return None;
         }
         r.u32()?;
@@ -73,7 +77,7 @@ impl ShiftRecord {
             let len = r.u32()? as usize;
             patches.push((off, r.take(len)?.to_vec()));
         }
-        Some(ShiftRecord {
+        Some(Record {
             original_size,
             stamped_size,
             at,
@@ -160,74 +164,16 @@ pub fn overlay(buf: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
     }
 }
 
-pub const MAGIC: &[u8; 16] = b"\x7fshrinkwrap\x00rec\x00";
-const VERSION: u32 = 1;
-const LEN: usize = 64;
+const TAIL_MAGIC: &[u8; 16] = b"\x7fshrinkwrap\x00seg\x00";
+/// Length of the tail marker at the start of an in-place stamp's segment.
+pub const TAIL_LEN: usize = 24;
 
-/// A parsed record, or the values for one being written.
-#[derive(Debug, Clone, Copy)]
-pub struct Record {
-    /// Size of the file before it was stamped.
-    pub original_size: u64,
-    /// Size right after stamping: anything else means the file was changed since (stripped).
-    pub stamped_size: u64,
-    pub undo_rel: u64,
-    pub undo_len: u64,
-}
-
-impl Record {
-    /// Zeroed room for a record at the start of a new segment.
-    pub fn placeholder() -> Vec<u8> {
-        vec![0u8; LEN]
-    }
-
-    /// Fills the placeholder at the start of `seg`.
-    pub fn write_into(&self, seg: &mut [u8]) {
-        seg[..16].copy_from_slice(MAGIC);
-        seg[16..20].copy_from_slice(&VERSION.to_le_bytes());
-        seg[24..32].copy_from_slice(&self.original_size.to_le_bytes());
-        seg[32..40].copy_from_slice(&self.stamped_size.to_le_bytes());
-        seg[40..48].copy_from_slice(&self.undo_rel.to_le_bytes());
-        seg[48..56].copy_from_slice(&self.undo_len.to_le_bytes());
-    }
-
-    fn parse(b: &[u8; LEN]) -> Option<Record> {
-        if &b[..16] != MAGIC || u32::from_le_bytes(b[16..20].try_into().ok()?) != VERSION {
-            return None;
-        }
-        let u = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap());
-        Some(Record {
-            original_size: u(24..32),
-            stamped_size: u(32..40),
-            undo_rel: u(40..48),
-            undo_len: u(48..56),
-        })
-    }
-
-    fn read_at(file: &File, off: u64) -> io::Result<Option<Record>> {
-        let mut b = [0u8; LEN];
-        match file.read_exact_at(&mut b, off) {
-            Ok(()) => Ok(Record::parse(&b)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The record of the segment holding PT_DYNAMIC, if that segment is ours; with the
-    /// segment's file offset.
-    pub fn find(file: &File, ef: &ElfFile) -> io::Result<Option<(Record, u64)>> {
-        let Some(d) = ef.phdrs.iter().find(|p| p.p_type == ph::PT_DYNAMIC) else {
-            return Ok(None);
-        };
-        let Some(load) = ef.phdrs.iter().find(|p| {
-            p.p_type == ph::PT_LOAD
-                && p.p_offset <= d.p_offset
-                && d.p_offset < p.p_offset + p.p_filesz
-        }) else {
-            return Ok(None);
-        };
-        Ok(Record::read_at(file, load.p_offset)?.map(|r| (r, load.p_offset)))
-    }
+/// The tail marker for a segment appended to a file of `original_size` bytes.
+pub fn tail_marker(original_size: u64) -> [u8; TAIL_LEN] {
+    let mut m = [0u8; TAIL_LEN];
+    m[..16].copy_from_slice(TAIL_MAGIC);
+    m[16..].copy_from_slice(&original_size.to_le_bytes());
+    m
 }
 
 /// What the file's record says about it.
@@ -242,38 +188,28 @@ pub enum Ours<'a> {
 
 /// Looks for our record and checks that the file is as we left it.
 pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
-    if let Some(rec) = ShiftRecord::find(&ef.dynstr) {
-        if ef.size != rec.stamped_size || rec.original_size + rec.inserted != rec.stamped_size {
-            return Ok(Ours::Changed);
-        }
-        let Some(computed) = super::shift::computed_original(file, ef, rec.at, rec.inserted)
-        else {
-            return Ok(Ours::Changed);
-        };
-        let mut patches = rec.patches;
-        patches.extend(computed);
-        return Ok(Ours::Original(Original {
-            file,
-            size: rec.original_size,
-            at: rec.at,
-            inserted: rec.inserted,
-            patches,
-        }));
-    }
-    let Some((rec, seg_off)) = Record::find(file, ef)? else {
+    let Some(rec) = Record::find(&ef.dynstr) else {
         return Ok(Ours::No);
     };
-    if ef.size != rec.stamped_size || rec.original_size > seg_off {
+    if ef.size != rec.stamped_size
+        || rec.original_size + rec.inserted > rec.stamped_size
+        || rec.at > rec.original_size
+    {
         return Ok(Ours::Changed);
     }
-    let mut head = vec![0u8; rec.undo_len as usize];
-    file.read_exact_at(&mut head, seg_off + rec.undo_rel)?;
+    let mut patches = rec.patches;
+    if rec.inserted > 0 {
+        let Some(computed) = super::shift::computed_original(file, ef, rec.at, rec.inserted) else {
+            return Ok(Ours::Changed);
+        };
+        patches.extend(computed);
+    }
     Ok(Ours::Original(Original {
         file,
         size: rec.original_size,
-        at: rec.original_size,
-        inserted: 0,
-        patches: vec![(0, head)],
+        at: rec.at,
+        inserted: rec.inserted,
+        patches,
     }))
 }
 
@@ -332,10 +268,11 @@ pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
     extent = extent
         .max(ef.header.e_shoff + u64::from(ef.header.e_shentsize) * u64::from(ef.header.e_shnum));
     let at = extent.div_ceil(super::FILE_ALIGN) * super::FILE_ALIGN;
-    if at + LEN as u64 > ef.size {
+    if at + TAIL_LEN as u64 > ef.size {
         return Ok(None);
     }
-    Ok(Record::read_at(file, at)?
-        .filter(|r| r.original_size <= at)
-        .map(|r| r.original_size))
+    let mut m = [0u8; TAIL_LEN];
+    file.read_exact_at(&mut m, at)?;
+    let original_size = u64::from_le_bytes(m[16..].try_into().unwrap());
+    Ok((&m[..16] == TAIL_MAGIC && original_size <= at).then_some(original_size))
 }

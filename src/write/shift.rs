@@ -30,7 +30,7 @@ use goblin::elf::section_header::{self as sh, SectionHeader};
 use scroll::ctx::SizeWith;
 use scroll::{Pread, Pwrite};
 
-use super::record::{overlay, ShiftRecord};
+use super::record::{overlay, Record};
 use super::{align, needed_slots, new_dynamic, new_verneed, string_table, WriteError};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
 
@@ -99,7 +99,12 @@ pub fn build(
     let Some(first) = loads.iter().copied().min_by_key(|p| p.p_vaddr) else {
         return Ok(None);
     };
-    let unit = loads.iter().map(|p| p.p_align).max().unwrap_or(0).max(0x1000);
+    let unit = loads
+        .iter()
+        .map(|p| p.p_align)
+        .max()
+        .unwrap_or(0)
+        .max(0x1000);
     if first.p_offset != 0 || unit > MAX_UNIT || !unit.is_power_of_two() {
         return Ok(None);
     }
@@ -151,7 +156,7 @@ pub fn build(
         file.read_exact_at(&mut b, off)?;
         patches.push((off, b));
     }
-    let mut record = ShiftRecord {
+    let mut record = Record {
         original_size: ef.size,
         stamped_size: 0,
         at,
@@ -361,7 +366,10 @@ pub fn computed_original(
         .filter(|p| p.p_type == ph::PT_LOAD)
         .min_by_key(|p| p.p_vaddr)?;
     for (off, value) in symtab_values(file, ef, first.p_vaddr, first.p_vaddr + at).ok()? {
-        patches.push((off.checked_sub(inserted)?, encode_addr(ef, value + inserted)));
+        patches.push((
+            off.checked_sub(inserted)?,
+            encode_addr(ef, value + inserted),
+        ));
     }
     Some(patches)
 }
@@ -478,7 +486,7 @@ pub fn write(
     let size = out.size()?;
     replace_file(path, file, &out, size, |new| {
         let ef = read_elf_file(new)?;
-        if ef.info.needed != needed || ShiftRecord::find(&ef.dynstr).is_none() {
+        if ef.info.needed != needed || Record::find(&ef.dynstr).is_none() {
             return Err(WriteError::Unsupported(
                 "the rewritten file did not read back as planned; left unchanged".into(),
             ));
@@ -538,9 +546,8 @@ pub fn replace_file(
             out.write_all_at(&buf[..n], off)?;
             off += n as u64;
         }
-        std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())).map_err(|_| {
-            WriteError::KeepInPlace("a new file cannot be given its owner".into())
-        })?;
+        std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|_| WriteError::KeepInPlace("a new file cannot be given its owner".into()))?;
         out.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
         verify(&out)?;
         out.sync_all()?;
