@@ -108,10 +108,10 @@ def main():
           f"patchelf {statistics.median(r[2] for r in both):.0f}")
     print(f"ratio shrinkwrap/patchelf: median {statistics.median(x for x, _ in ratios):.3f}, "
           f"worst {ratios[-1][0]:.3f} ({ratios[-1][1]}), best {ratios[0][0]:.3f}")
-    larger = [f for x, f in ratios if x > 1.0]
+    larger = sorted((r[1] - r[2], r[0]) for r in both if r[1] > r[2])
     print(f"files where shrinkwrap grew more than patchelf: {len(larger)}")
-    for f in larger[:10]:
-        print(f"  {f}")
+    for extra, f in larger:
+        print(f"  +{extra} bytes  {f}")
 
 
 if __name__ == "__main__":
