@@ -235,7 +235,18 @@ impl Original<'_> {
             self.file.set_len(self.size)?;
             return Ok(());
         }
-        super::shift::replace_file(path, self.file, self, self.size, |_| Ok(()))
+        let at = self.at;
+        let rewrite = super::shift::Rewrite {
+            pieces: vec![
+                super::shift::Piece::Copy { from: 0, len: at },
+                super::shift::Piece::Copy {
+                    from: at + self.inserted,
+                    len: self.size - at,
+                },
+            ],
+            patches: self.patches.clone(),
+        };
+        super::shift::replace_file(path, self.file, &rewrite, |_| Ok(()))
     }
 }
 

@@ -27,10 +27,11 @@ use goblin::elf::dynamic::{self, Dyn};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self as ph, ProgramHeader};
 use goblin::elf::section_header::{self as sh, SectionHeader};
+use rayon::prelude::*;
 use scroll::ctx::SizeWith;
 use scroll::{Pread, Pwrite};
 
-use super::record::{overlay, Record};
+use super::record::Record;
 use super::{align, needed_slots, new_dynamic, new_verneed, string_table, WriteError};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
 
@@ -426,51 +427,43 @@ fn encode_addr(ef: &ElfFile, value: u64) -> Vec<u8> {
     b
 }
 
-/// The shifted file as a byte source: original bytes with the edits laid over, the inserted
-/// bytes at the insertion point.
-struct Output<'a> {
-    file: &'a dyn Source,
-    stamp: &'a Shifted,
+/// A new file described by where its bytes come from: pieces in order (ranges of the current
+/// file, or given bytes), then patches laid over them at their offsets in the new file.
+pub struct Rewrite {
+    pub pieces: Vec<Piece>,
+    pub patches: Vec<(u64, Vec<u8>)>,
 }
 
-impl Output<'_> {
-    fn original(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, off)?;
-        overlay(buf, off, &self.stamp.edits);
-        Ok(())
-    }
+pub enum Piece {
+    Copy { from: u64, len: u64 },
+    Bytes(Vec<u8>),
 }
 
-impl Source for Output<'_> {
-    fn size(&self) -> io::Result<u64> {
-        Ok(self.stamp.original_size + self.stamp.inserted)
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let (at, ins) = (self.stamp.at, self.stamp.inserted);
-        let mut pos = offset;
-        let mut done = 0;
-        while done < buf.len() {
-            let rest = &mut buf[done..];
-            let n = if pos < at {
-                let n = rest.len().min((at - pos) as usize);
-                self.original(&mut rest[..n], pos)?;
-                n
-            } else if pos < at + ins {
-                let n = rest.len().min((at + ins - pos) as usize);
-                for (i, b) in rest[..n].iter_mut().enumerate() {
-                    let k = (pos - at) as usize + i;
-                    *b = self.stamp.strings.get(k).copied().unwrap_or(0);
-                }
-                n
-            } else {
-                self.original(rest, pos - ins)?;
-                rest.len()
-            };
-            done += n;
-            pos += n as u64;
+impl Shifted {
+    fn rewrite(&self) -> Rewrite {
+        let mut inserted = self.strings.clone();
+        inserted.resize(self.inserted as usize, 0);
+        let at = self.at;
+        Rewrite {
+            pieces: vec![
+                Piece::Copy { from: 0, len: at },
+                Piece::Bytes(inserted),
+                Piece::Copy {
+                    from: at,
+                    len: self.original_size - at,
+                },
+            ],
+            patches: self
+                .edits
+                .iter()
+                .map(|(off, b)| {
+                    (
+                        if *off < at { *off } else { off + self.inserted },
+                        b.clone(),
+                    )
+                })
+                .collect(),
         }
-        Ok(())
     }
 }
 
@@ -482,9 +475,7 @@ pub fn write(
     stamp: &Shifted,
     needed: &[String],
 ) -> Result<(), WriteError> {
-    let out = Output { file, stamp };
-    let size = out.size()?;
-    replace_file(path, file, &out, size, |new| {
+    replace_file(path, file, &stamp.rewrite(), |new| {
         let ef = read_elf_file(new)?;
         if ef.info.needed != needed || Record::find(&ef.dynstr).is_none() {
             return Err(WriteError::Unsupported(
@@ -495,15 +486,14 @@ pub fn write(
     })
 }
 
-/// Replaces the file at `path` (open as `current`) with `size` bytes of `src`: written to a
-/// new file beside it with the same owner and mode, checked by `verify`, then renamed over it.
+/// Replaces the file at `path` (open as `current`) with `rewrite`: written to a new file
+/// beside it with the same owner and mode, checked by `verify`, then renamed over it.
 /// [`WriteError::KeepInPlace`] when the file has other hard links or extended attributes, or
 /// the new file cannot get its owner or be created.
 pub fn replace_file(
     path: &Path,
     current: &File,
-    src: &dyn Source,
-    size: u64,
+    rewrite: &Rewrite,
     verify: impl FnOnce(&File) -> Result<(), WriteError>,
 ) -> Result<(), WriteError> {
     let meta = current.metadata()?;
@@ -538,26 +528,122 @@ pub fn replace_file(
         Err(e) => return Err(e.into()),
     };
     let result = (|| {
-        let mut buf = vec![0u8; CHUNK];
-        let mut off = 0;
-        while off < size {
-            let n = CHUNK.min((size - off) as usize);
-            src.read_exact_at(&mut buf[..n], off)?;
-            out.write_all_at(&buf[..n], off)?;
-            off += n as u64;
+        let mut at = 0;
+        for piece in &rewrite.pieces {
+            match piece {
+                Piece::Copy { from, len } => copy_range(current, *from, &out, at, *len)?,
+                Piece::Bytes(b) => out.write_all_at(b, at)?,
+            }
+            at += match piece {
+                Piece::Copy { len, .. } => *len,
+                Piece::Bytes(b) => b.len() as u64,
+            };
+        }
+        for (off, b) in &rewrite.patches {
+            out.write_all_at(b, *off)?;
         }
         std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()))
             .map_err(|_| WriteError::KeepInPlace("a new file cannot be given its owner".into()))?;
         out.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
         verify(&out)?;
-        out.sync_all()?;
-        fs::rename(&tmp, &real)?;
+        swap_in(&tmp, &real)?;
         Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Copies `len` bytes from `from` in `src` to `to` in `dst`. A large copy is split across the
+/// threads of the pool it runs in (`fixup -j`), so one big file is not a single long task.
+fn copy_range(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let threads = rayon::current_num_threads() as u64;
+    if threads < 2 || len < SPLIT_COPY {
+        return copy_span(src, from, dst, to, len);
+    }
+    let part = align(len.div_ceil(threads), 1 << 20);
+    (0..len.div_ceil(part)).into_par_iter().try_for_each(|i| {
+        let at = i * part;
+        copy_span(src, from + at, dst, to + at, part.min(len - at))
+    })
+}
+
+/// Copies below this size stay on one thread.
+const SPLIT_COPY: u64 = 16 << 20;
+
+/// One span of [`copy_range`]: in the kernel (`copy_file_range`, which shares the blocks on
+/// file systems that can), or through a buffer where it cannot.
+fn copy_span(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let (mut from, mut to, mut left) = (from, to, len);
+    while left > 0 {
+        let mut off_in = from as libc::loff_t;
+        let mut off_out = to as libc::loff_t;
+        let chunk = left.min(1 << 30) as usize;
+        // SAFETY: two open descriptors and pointers to two live offsets.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                chunk,
+                0,
+            )
+        };
+        if n <= 0 {
+            let e = io::Error::last_os_error();
+            if n == 0
+                || matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                )
+            {
+                return copy_through_buffer(src, from, dst, to, left);
+            }
+            return Err(e);
+        }
+        from += n as u64;
+        to += n as u64;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn copy_through_buffer(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK.min(len as usize)];
+    let mut done = 0;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        FileExt::read_exact_at(src, &mut buf[..n], from + done)?;
+        dst.write_all_at(&buf[..n], to + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Puts `new` at `path`, atomically. Exchanging the two names and then deleting the old file
+/// (now at `new`) is the same as renaming over it, but ext4 does not flush the new file's
+/// data on an exchange as it does on a rename over an existing file.
+fn swap_in(new: &Path, path: &Path) -> io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
+    };
+    let (a, b) = (c(new)?, c(path)?);
+    // SAFETY: two NUL-terminated paths; AT_FDCWD with absolute or relative paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return fs::remove_file(new);
+    }
+    fs::rename(new, path)
 }
 
 /// The name of the new file written beside `name` before it is renamed over it.
