@@ -1,18 +1,22 @@
-//! Writing: the stamp, in place. See `../shared/design/stamping.md` for the layout.
+//! Writing the stamp. See `../shared/design/stamping.md` for the in-place layout, which this
+//! module builds; `shift.rs` builds the other, for non-PIE executables; `stamp_file` writes
+//! whichever grows the file less.
 //!
-//! The new dynamic string table (old bytes + appended paths), the new `.dynamic`, a copy of
-//! `.gnu.version_r` with `vn_file` rewritten, and the few sections moved out of the way of one
-//! more program header go into one new writable PT_LOAD appended to the file. A copy of the
-//! section header table follows it. Nothing the loader reads in the old part of the file changes
-//! until one final `pwrite` at offset 0 (ELF header + program headers): that write is the commit
-//! point, so a killed run leaves the file either as it was or fully stamped. The segment starts
-//! with a record holding the original bytes of that first region, so a later run can recognise
-//! its own work, restore the original, and stamp afresh rather than stacking segments.
+//! In place: the new dynamic string table (old bytes + appended paths), the new `.dynamic`, a
+//! copy of `.gnu.version_r` with `vn_file` rewritten, and the few sections moved out of the way
+//! of one more program header go into one new writable PT_LOAD appended to the file. A copy of
+//! the section header table follows it. Nothing the loader reads in the old part of the file
+//! changes until one final `pwrite` at offset 0 (ELF header + program headers): that write is
+//! the commit point, so a killed run leaves the file either as it was or fully stamped. The
+//! last string of the new `.dynstr` is a record of what the stamp replaced (`record.rs`), so a
+//! later run can recognise its own work, restore the original, and stamp afresh rather than
+//! stacking stamps.
 
 mod record;
+mod replace;
 mod shift;
 
-pub use shift::is_temp_name;
+pub use replace::is_temp_name;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -236,17 +236,17 @@ impl Original<'_> {
             return Ok(());
         }
         let at = self.at;
-        let rewrite = super::shift::Rewrite {
+        let rewrite = super::replace::Rewrite {
             pieces: vec![
-                super::shift::Piece::Copy { from: 0, len: at },
-                super::shift::Piece::Copy {
+                super::replace::Piece::Copy { from: 0, len: at },
+                super::replace::Piece::Copy {
                     from: at + self.inserted,
                     len: self.size - at,
                 },
             ],
             patches: self.patches.clone(),
         };
-        super::shift::replace_file(path, self.file, &rewrite, |_| Ok(()))
+        super::replace::replace_file(path, self.file, &rewrite, |_| Ok(()))
     }
 }
 

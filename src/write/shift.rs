@@ -11,15 +11,10 @@
 //! segment: `.dynamic` stays where it is (still writable) and takes the new entries in its spare
 //! DT_NULL slots, so the layout applies only when there are enough of them.
 //!
-//! Every offset after the insertion point changes, so the result goes to a new file that is
-//! renamed over the old one: a killed run leaves the original. A rename would break hard links
-//! and drop extended attributes (capabilities, ACLs, security labels), so a file with either
-//! keeps the in-place layout.
+//! Every offset after the insertion point changes, so the result goes to a new file that
+//! replaces the old one (`replace.rs`); a file that cannot be replaced keeps the in-place layout.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
 use std::path::Path;
 
 use goblin::container::Container;
@@ -27,11 +22,11 @@ use goblin::elf::dynamic::{self, Dyn};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self as ph, ProgramHeader};
 use goblin::elf::section_header::{self as sh, SectionHeader};
-use rayon::prelude::*;
 use scroll::ctx::SizeWith;
 use scroll::{Pread, Pwrite};
 
 use super::record::Record;
+use super::replace::{replace_file, Piece, Rewrite};
 use super::{align, needed_slots, new_dynamic, new_verneed, string_table, WriteError};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
 
@@ -40,8 +35,6 @@ const MIN_ADDR: u64 = 0x10000;
 /// Largest segment alignment we insert whole units of: old x86_64 files align to 2 MiB, and
 /// inserting that much costs more than the copy it saves.
 const MAX_UNIT: u64 = 0x10000;
-/// Chunk size for writing the new file.
-const CHUNK: usize = 1 << 20;
 
 /// Dynamic tags whose value is an address (`DT_RELR` and the `DT_TLSDESC_*`/`DT_SYMINFO`
 /// tags by number: goblin does not name them all).
@@ -427,18 +420,6 @@ fn encode_addr(ef: &ElfFile, value: u64) -> Vec<u8> {
     b
 }
 
-/// A new file described by where its bytes come from: pieces in order (ranges of the current
-/// file, or given bytes), then patches laid over them at their offsets in the new file.
-pub struct Rewrite {
-    pub pieces: Vec<Piece>,
-    pub patches: Vec<(u64, Vec<u8>)>,
-}
-
-pub enum Piece {
-    Copy { from: u64, len: u64 },
-    Bytes(Vec<u8>),
-}
-
 impl Shifted {
     fn rewrite(&self) -> Rewrite {
         let mut inserted = self.strings.clone();
@@ -484,184 +465,4 @@ pub fn write(
         }
         Ok(())
     })
-}
-
-/// Replaces the file at `path` (open as `current`) with `rewrite`: written to a new file
-/// beside it with the same owner and mode, checked by `verify`, then renamed over it.
-/// [`WriteError::KeepInPlace`] when the file has other hard links or extended attributes, or
-/// the new file cannot get its owner or be created.
-pub fn replace_file(
-    path: &Path,
-    current: &File,
-    rewrite: &Rewrite,
-    verify: impl FnOnce(&File) -> Result<(), WriteError>,
-) -> Result<(), WriteError> {
-    let meta = current.metadata()?;
-    if meta.nlink() != 1 {
-        return Err(WriteError::KeepInPlace("it has other hard links".into()));
-    }
-    if has_xattrs(current) {
-        return Err(WriteError::KeepInPlace(
-            "it has extended attributes (capabilities, ACLs or labels)".into(),
-        ));
-    }
-    let real = fs::canonicalize(path)?;
-    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
-        return Err(WriteError::KeepInPlace("it has no directory".into()));
-    };
-    let tmp = dir.join(temp_name(&name.to_string_lossy()));
-    // A run killed before its rename leaves this behind.
-    let _ = fs::remove_file(&tmp);
-    let out = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(WriteError::KeepInPlace(
-                "its directory is not writable".into(),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let result = (|| {
-        let mut at = 0;
-        for piece in &rewrite.pieces {
-            match piece {
-                Piece::Copy { from, len } => copy_range(current, *from, &out, at, *len)?,
-                Piece::Bytes(b) => out.write_all_at(b, at)?,
-            }
-            at += match piece {
-                Piece::Copy { len, .. } => *len,
-                Piece::Bytes(b) => b.len() as u64,
-            };
-        }
-        for (off, b) in &rewrite.patches {
-            out.write_all_at(b, *off)?;
-        }
-        std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()))
-            .map_err(|_| WriteError::KeepInPlace("a new file cannot be given its owner".into()))?;
-        out.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
-        verify(&out)?;
-        swap_in(&tmp, &real)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Copies `len` bytes from `from` in `src` to `to` in `dst`. A large copy is split across the
-/// threads of the pool it runs in (`fixup -j`), so one big file is not a single long task.
-fn copy_range(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
-    let threads = rayon::current_num_threads() as u64;
-    if threads < 2 || len < SPLIT_COPY {
-        return copy_span(src, from, dst, to, len);
-    }
-    let part = align(len.div_ceil(threads), 1 << 20);
-    (0..len.div_ceil(part)).into_par_iter().try_for_each(|i| {
-        let at = i * part;
-        copy_span(src, from + at, dst, to + at, part.min(len - at))
-    })
-}
-
-/// Copies below this size stay on one thread.
-const SPLIT_COPY: u64 = 16 << 20;
-
-/// One span of [`copy_range`]: in the kernel (`copy_file_range`, which shares the blocks on
-/// file systems that can), or through a buffer where it cannot.
-fn copy_span(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
-    let (mut from, mut to, mut left) = (from, to, len);
-    while left > 0 {
-        let mut off_in = from as libc::loff_t;
-        let mut off_out = to as libc::loff_t;
-        let chunk = left.min(1 << 30) as usize;
-        // SAFETY: two open descriptors and pointers to two live offsets.
-        let n = unsafe {
-            libc::copy_file_range(
-                src.as_raw_fd(),
-                &mut off_in,
-                dst.as_raw_fd(),
-                &mut off_out,
-                chunk,
-                0,
-            )
-        };
-        if n <= 0 {
-            let e = io::Error::last_os_error();
-            if n == 0
-                || matches!(
-                    e.raw_os_error(),
-                    Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-                )
-            {
-                return copy_through_buffer(src, from, dst, to, left);
-            }
-            return Err(e);
-        }
-        from += n as u64;
-        to += n as u64;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
-fn copy_through_buffer(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK.min(len as usize)];
-    let mut done = 0;
-    while done < len {
-        let n = buf.len().min((len - done) as usize);
-        FileExt::read_exact_at(src, &mut buf[..n], from + done)?;
-        dst.write_all_at(&buf[..n], to + done)?;
-        done += n as u64;
-    }
-    Ok(())
-}
-
-/// Puts `new` at `path`, atomically. Exchanging the two names and then deleting the old file
-/// (now at `new`) is the same as renaming over it, but ext4 does not flush the new file's
-/// data on an exchange as it does on a rename over an existing file.
-fn swap_in(new: &Path, path: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
-    };
-    let (a, b) = (c(new)?, c(path)?);
-    // SAFETY: two NUL-terminated paths; AT_FDCWD with absolute or relative paths.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        return fs::remove_file(new);
-    }
-    fs::rename(new, path)
-}
-
-/// The name of the new file written beside `name` before it is renamed over it.
-fn temp_name(name: &str) -> String {
-    format!(".{name}{TEMP_SUFFIX}")
-}
-
-const TEMP_SUFFIX: &str = ".shrinkwrap-new";
-
-/// Whether a file name is one [`temp_name`] makes (left behind by a killed run).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
-}
-
-/// Whether a file carries extended attributes, which a new file would not have.
-fn has_xattrs(file: &File) -> bool {
-    // SAFETY: with a null buffer and size 0, flistxattr only returns the size the list needs.
-    let n = unsafe { libc::flistxattr(file.as_raw_fd(), std::ptr::null_mut(), 0) };
-    // -1: no support for them on this file system (or an error): nothing to lose.
-    n > 0
 }
