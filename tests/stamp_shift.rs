@@ -177,6 +177,30 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
         .arg(app.with_file_name("debug")));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // A stripped stamp: the same plan is kept, a new one refused, never stacked.
+    let kept = copy(&b, "kept");
+    let keep_base = ["--store-dir", store.as_str(), "--keep", "libbase*"];
+    assert_eq!(stamp(&kept, &keep_base).0, 0);
+    assert!(grew(&kept, size) % 4096 == 0);
+    for (name, mut cmd) in strip_variants(&kept, &app.with_file_name("stripped")) {
+        if !have(name.split(' ').next().unwrap()) {
+            continue;
+        }
+        assert!(run(&mut cmd).status.success(), "{name}");
+        let stripped = app.with_file_name("stripped");
+        let bytes = std::fs::read(&stripped).unwrap();
+        let (code, out, err) = stamp(&stripped, &keep_base);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.contains("unchanged"), "{name}: {out}");
+        let (code, _, err) = stamp(&stripped, &args);
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(err.contains("stripped?"), "{name}: {err}");
+        assert!(
+            std::fs::read(&stripped).unwrap() == bytes,
+            "{name}: changed"
+        );
+    }
+
     // Stamping again writes nothing.
     let once = std::fs::read(&app).unwrap();
     let (code, out, _) = stamp(&app, &args);
@@ -196,6 +220,14 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
         "restamping with a new plan differs from stamping the original with it"
     );
     assert!(readelf_needed(&app).contains(&"libc.so.6".to_string()));
+    // `-o OUT` gives the same bytes and leaves the input alone.
+    let input = copy(&b, "input");
+    let out_path = app.with_file_name("output");
+    let mut o_args = keep.to_vec();
+    o_args.extend(["-o", out_path.to_str().unwrap()]);
+    assert_eq!(stamp(&input, &o_args).0, 0);
+    assert!(std::fs::read(&out_path).unwrap() == std::fs::read(&direct).unwrap());
+    assert!(std::fs::read(&input).unwrap() == std::fs::read(&b.app).unwrap());
     assert_eq!(run_program(&app), ran);
     assert_eq!(stamp(&app, &args).0, 0);
     assert!(
