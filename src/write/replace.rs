@@ -182,7 +182,10 @@ fn swap_in(new: &Path, path: &Path) -> io::Result<()> {
         )
     };
     if r == 0 {
-        return fs::remove_file(new);
+        // The stamp is in place; an old file left under the temporary name is cleared by the
+        // next run.
+        let _ = fs::remove_file(new);
+        return Ok(());
     }
     fs::rename(new, path)
 }
