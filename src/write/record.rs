@@ -287,3 +287,57 @@ pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
     let original_size = u64::from_le_bytes(m[16..].try_into().unwrap());
     Ok((&m[..16] == TAIL_MAGIC && original_size <= at).then_some(original_size))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_known_vectors_and_round_trips() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), coded);
+            assert_eq!(base64_decode(coded.as_bytes()).unwrap(), plain.as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64_decode(base64_encode(&all).as_bytes()).unwrap(), all);
+        assert!(base64_decode(b"Zm9").is_none());
+        assert!(base64_decode(b"Zm9*").is_none());
+    }
+
+    #[test]
+    fn a_record_is_found_at_the_end_of_a_string_table_only() {
+        let rec = Record {
+            original_size: 1000,
+            stamped_size: 5096,
+            at: 600,
+            inserted: 4096,
+            patches: vec![(0, vec![0x7f, b'E', b'L', b'F']), (64, vec![0; 56])],
+        };
+        let mut table = b"\0libc.so.6\0/lib/libc.so.6\0".to_vec();
+        assert_eq!(Record::find(&table), None);
+        table.extend_from_slice(&rec.to_string_bytes());
+        assert_eq!(Record::find(&table), Some(rec.clone()));
+        // Not the last string: not ours (a later stamp would have put its own last).
+        table.extend_from_slice(b"other\0");
+        assert_eq!(Record::find(&table), None);
+    }
+
+    #[test]
+    fn overlay_lays_patches_over_any_window() {
+        let patches = vec![(2, vec![1, 2, 3]), (10, vec![9])];
+        let mut buf = [0u8; 6];
+        overlay(&mut buf, 3, &patches);
+        assert_eq!(buf, [2, 3, 0, 0, 0, 0]);
+        let mut buf = [0u8; 4];
+        overlay(&mut buf, 8, &patches);
+        assert_eq!(buf, [0, 0, 9, 0]);
+    }
+}
