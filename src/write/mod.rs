@@ -25,7 +25,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use goblin::container::Container;
+use goblin::container::{Container, Ctx};
 use goblin::elf::dynamic::{self, Dyn};
 use goblin::elf::header::Header;
 use goblin::elf::program_header::{self as ph, ProgramHeader};
@@ -89,8 +89,9 @@ impl From<ElfError> for WriteError {
     }
 }
 
-/// Stamps `path` in place so its DT_NEEDED entries are exactly `needed`: the first entries
-/// replace the existing slots in order, the rest are inserted after them.
+/// Stamps `path` so its DT_NEEDED entries are exactly `needed`: the first entries replace the
+/// existing slots in order, the rest are inserted after them. In place, or, for a non-PIE
+/// executable the shifted layout grows less, by replacing the file (`shift.rs`).
 pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let mut ef = read_elf_file(&file)?;
@@ -191,12 +192,28 @@ fn pad_to(buf: &mut Vec<u8>, a: usize) {
     }
 }
 
-/// The bytes right after the program header table (`.interp`, notes, tables reached through
-/// a dynamic tag) that move into the new segment to make room for one more program header:
-/// the file ranges that move, in the order they are placed (notes first, then `.interp`,
-/// which keeps `objcopy --only-keep-debug` content with the section order).
-struct Moved {
-    pieces: Vec<(u64, u64)>,
+/// `items` encoded one after another, `size` bytes each, in the file's class and byte order.
+fn encode_all<T>(
+    items: impl IntoIterator<Item = T>,
+    size: usize,
+    ctx: Ctx,
+    what: &str,
+) -> Result<Vec<u8>, WriteError>
+where
+    T: scroll::ctx::TryIntoCtx<Ctx, Error = goblin::error::Error>,
+{
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        out.resize((i + 1) * size, 0);
+        out.pwrite_with(item, i * size, ctx)
+            .map_err(encode_error(what))?;
+    }
+    Ok(out)
+}
+
+/// The error for a structure goblin could not encode.
+fn encode_error(what: &str) -> impl Fn(goblin::error::Error) -> WriteError + '_ {
+    move |e| WriteError::Unsupported(format!("writing {what}: {e}"))
 }
 
 fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, WriteError> {
@@ -205,9 +222,6 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let dyn_size = Dyn::size_with(&ctx) as u64;
     let phent = ProgramHeader::size(ctx) as u64;
     let hdr = &ef.header;
-    let bad = |what: &str, e: goblin::error::Error| {
-        WriteError::Unsupported(format!("writing {what}: {e}"))
-    };
 
     if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() {
         return Err(WriteError::Unsupported("not dynamically linked".into()));
@@ -269,7 +283,7 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     // Moved pieces first, each congruent to its old offset mod 16 (notes need 4 or 8).
     let mut relocations: Vec<(u64, u64, u64)> = Vec::new(); // (old start, old end, new rel)
     if let Some(m) = &moved {
-        for &(a, b) in &m.pieces {
+        for &(a, b) in m {
             pad_to(&mut seg, 16);
             let rel = seg.len() as u64 + a % 16;
             seg.resize(rel as usize, 0);
@@ -347,10 +361,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         phdrs.push(ProgramHeader::default());
     }
     let mut head = original_head.clone();
-    for (i, p) in phdrs.iter().enumerate() {
-        head.pwrite_with(p.clone(), (phoff + i as u64 * phent) as usize, ctx)
-            .map_err(|e| bad("program headers", e))?;
-    }
+    let table = encode_all(phdrs, phent as usize, ctx, "program headers")?;
+    head[phoff as usize..][..table.len()].copy_from_slice(&table);
 
     // 5. The record: the original ELF header, and the original bytes of every program header
     // slot that changes (the new PT_LOAD's always does).
@@ -377,9 +389,7 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
 
     // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
     let sht_rel = align(seg_len, 8);
-    let shent = SectionHeader::size(ctx);
-    let mut sht = vec![0u8; shent * ef.shdrs.len()];
-    for (i, s) in ef.shdrs.iter().enumerate() {
+    let sht = ef.shdrs.iter().map(|s| {
         let mut s = s.clone();
         let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
         if s.sh_type == sh::SHT_DYNAMIC {
@@ -399,9 +409,9 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
             s.sh_offset = s.sh_offset.wrapping_add(d_off);
             s.sh_addr = s.sh_addr.wrapping_add(d_addr);
         }
-        sht.pwrite_with(s, i * shent, ctx)
-            .map_err(|e| bad("section headers", e))?;
-    }
+        s
+    });
+    let sht = encode_all(sht, SectionHeader::size(ctx), ctx, "section headers")?;
     let (new_shoff, stamped_size) = if ef.shdrs.is_empty() {
         (hdr.e_shoff, seg_off + seg_len)
     } else {
@@ -419,10 +429,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         d_tag: dynamic::DT_NULL,
         d_val: 0,
     });
-    for (i, d) in dyns.into_iter().enumerate() {
-        seg.pwrite_with(d, dyn_rel as usize + i * dyn_size as usize, ctx)
-            .map_err(|e| bad(".dynamic", e))?;
-    }
+    let table = encode_all(dyns, dyn_size as usize, ctx, ".dynamic")?;
+    seg[dyn_rel as usize..][..table.len()].copy_from_slice(&table);
     rec.stamped_size = stamped_size;
     dynstr.extend_from_slice(&rec.to_string_bytes());
     seg.extend_from_slice(&dynstr);
@@ -437,12 +445,12 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         p_align: max_align,
     };
     head.pwrite_with(new_load, slot(load_slot).start, ctx)
-        .map_err(|e| bad("program headers", e))?;
+        .map_err(encode_error("program headers"))?;
     let mut new_hdr: Header = *hdr;
     new_hdr.e_phnum = new_phnum as u16;
     new_hdr.e_shoff = new_shoff;
     head.pwrite_with(new_hdr, 0, ctx.le)
-        .map_err(|e| bad("the ELF header", e))?;
+        .map_err(encode_error("the ELF header"))?;
 
     let mut tail = seg;
     if !ef.shdrs.is_empty() {
@@ -560,8 +568,6 @@ fn new_verneed(
     Ok(Some(v))
 }
 
-/// Finds the bytes after the program header table that can move: `.interp` and notes,
-/// contiguous but for alignment padding, until at least `need_end` is covered.
 /// Dynamic tags whose target may move: the loader finds these tables only through the tag.
 const MOVABLE_TAGS: &[u64] = &[
     dynamic::DT_SYMTAB,
@@ -571,7 +577,16 @@ const MOVABLE_TAGS: &[u64] = &[
     dynamic::DT_VERNEED,
 ];
 
-fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, WriteError> {
+/// The bytes right after the program header table (`.interp`, notes, tables reached through
+/// a dynamic tag) that move into the new segment to make room for one more program header,
+/// until at least `need_end` is covered: the file ranges that move, in the order they are
+/// placed (notes first, then `.interp`, which keeps `objcopy --only-keep-debug` content with
+/// the section order).
+fn room_after_phdrs(
+    ef: &ElfFile,
+    ph_end: u64,
+    need_end: u64,
+) -> Result<Vec<(u64, u64)>, WriteError> {
     let no_room = |why: &str| Err(WriteError::NoRoom(why.to_string()));
     let first_load_end = ef
         .phdrs
@@ -665,7 +680,7 @@ fn room_after_phdrs(ef: &ElfFile, ph_end: u64, need_end: u64) -> Result<Moved, W
             .any(|p| p.p_type == ph::PT_NOTE && p.p_offset <= a && a < p.p_offset + p.p_filesz)
     };
     taken.sort_by_key(|&(a, _)| (!is_note(a), Some(a) != interp, a));
-    Ok(Moved { pieces: taken })
+    Ok(taken)
 }
 
 /// Points each `vn_file` whose library got a new DT_NEEDED string at that same string: glibc

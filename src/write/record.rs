@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use crate::elf::ElfFile;
 
 /// Prefix of the record in the dynamic string table.
-pub const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
+const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
 const VERSION: u32 = 3;
 
 /// A stamp's record: `inserted` bytes went in at `at` (none for an in-place stamp); `patches`
@@ -166,7 +166,7 @@ pub fn overlay(buf: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
 
 const TAIL_MAGIC: &[u8; 16] = b"\x7fshrinkwrap\x00seg\x00";
 /// Length of the tail marker at the start of an in-place stamp's segment.
-pub const TAIL_LEN: usize = 24;
+const TAIL_LEN: usize = 24;
 
 /// The tail marker for a segment appended to a file of `original_size` bytes.
 pub fn tail_marker(original_size: u64) -> [u8; TAIL_LEN] {

@@ -27,7 +27,10 @@ use scroll::{Pread, Pwrite};
 
 use super::record::Record;
 use super::replace::{replace_file, Piece, Rewrite};
-use super::{align, needed_slots, new_dynamic, new_verneed, string_table, WriteError};
+use super::{
+    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, string_table,
+    WriteError,
+};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
 
 /// Lowest address a segment may start at (Linux's default `vm.mmap_min_addr`).
@@ -178,9 +181,6 @@ pub fn build(
             a
         }
     };
-    let bad = |what: &str, e: goblin::error::Error| {
-        WriteError::Unsupported(format!("writing {what}: {e}"))
-    };
     let mut edits: Vec<(u64, Vec<u8>)> = Vec::new();
 
     // `.dynamic`, in place.
@@ -198,13 +198,10 @@ pub fn build(
             d_val: 0,
         },
     );
-    let mut bytes = vec![0u8; (capacity * dyn_size) as usize];
-    for (i, d) in dyns.into_iter().enumerate() {
-        bytes
-            .pwrite_with(d, i * dyn_size as usize, ctx)
-            .map_err(|e| bad(".dynamic", e))?;
-    }
-    edits.push((dyn_ph.p_offset, bytes));
+    edits.push((
+        dyn_ph.p_offset,
+        encode_all(dyns, dyn_size as usize, ctx, ".dynamic")?,
+    ));
 
     // `.gnu.version_r`, in place.
     if let (Some(v), Some((_, off, _))) = (new_verneed(file, ef, needed, &offsets)?, ef.verneed) {
@@ -212,10 +209,9 @@ pub fn build(
     }
 
     // Program headers: the first segment grows downwards; the rest follow their bytes.
-    let mut bytes = vec![0u8; (phent * u64::from(hdr.e_phnum)) as usize];
-    for (i, p) in ef.phdrs.iter().enumerate() {
-        let mut p = p.clone();
-        if std::ptr::eq(&ef.phdrs[i], first) {
+    let phdrs = ef.phdrs.iter().map(|p0| {
+        let mut p = p0.clone();
+        if std::ptr::eq(p0, first) {
             p.p_vaddr -= inserted;
             p.p_paddr = p.p_paddr.wrapping_sub(inserted);
             p.p_filesz += inserted;
@@ -228,27 +224,27 @@ pub fn build(
             p.p_vaddr -= inserted;
             p.p_paddr = p.p_paddr.wrapping_sub(inserted);
         }
-        bytes
-            .pwrite_with(p, i * phent as usize, ctx)
-            .map_err(|e| bad("program headers", e))?;
-    }
-    edits.push((hdr.e_phoff, bytes));
+        p
+    });
+    edits.push((
+        hdr.e_phoff,
+        encode_all(phdrs, phent as usize, ctx, "program headers")?,
+    ));
 
     // Section headers, where they were (they come after the insertion point).
-    let shent = SectionHeader::size(ctx);
-    let mut bytes = vec![0u8; shent * ef.shdrs.len()];
-    for (i, s) in ef.shdrs.iter().enumerate() {
+    let shdrs = ef.shdrs.iter().map(|s| {
         let mut s = s.clone();
         let is_dynstr = s.sh_type == sh::SHT_STRTAB && s.sh_offset == str_off && s.sh_size == strsz;
         shift_section(&mut s, at, inserted);
         if is_dynstr {
             s.sh_size = new_strsz;
         }
-        bytes
-            .pwrite_with(s, i * shent, ctx)
-            .map_err(|e| bad("section headers", e))?;
-    }
-    edits.push((hdr.e_shoff, bytes));
+        s
+    });
+    edits.push((
+        hdr.e_shoff,
+        encode_all(shdrs, SectionHeader::size(ctx), ctx, "section headers")?,
+    ));
 
     // Symbols in `.symtab` that point into the moved part (section symbols, `__ehdr_start`).
     for (off, value) in symtab_values(file, ef, first.p_vaddr, head_end)? {
@@ -260,7 +256,7 @@ pub fn build(
     let mut bytes = vec![0u8; usize::from(hdr.e_ehsize)];
     bytes
         .pwrite_with(new_hdr, 0, ctx.le)
-        .map_err(|e| bad("the ELF header", e))?;
+        .map_err(encode_error("the ELF header"))?;
     edits.push((0, bytes));
 
     Ok(Some(Shifted {
@@ -339,20 +335,29 @@ pub fn computed_original(
     at: u64,
     inserted: u64,
 ) -> Option<Vec<(u64, Vec<u8>)>> {
-    let shent = SectionHeader::size(ef.ctx);
-    let mut bytes = vec![0u8; shent * ef.shdrs.len()];
-    for (i, s) in ef.shdrs.iter().enumerate() {
-        let mut s = s.clone();
-        if s.sh_offset >= at + inserted {
-            s.sh_offset -= inserted;
-        } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-            s.sh_addr += inserted;
-            if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
-                s.sh_size = at.checked_sub(s.sh_offset)?;
+    let shdrs: Option<Vec<SectionHeader>> = ef
+        .shdrs
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.sh_offset >= at + inserted {
+                s.sh_offset -= inserted;
+            } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
+                s.sh_addr += inserted;
+                if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
+                    s.sh_size = at.checked_sub(s.sh_offset)?;
+                }
             }
-        }
-        bytes.pwrite_with(s, i * shent, ef.ctx).ok()?;
-    }
+            Some(s)
+        })
+        .collect();
+    let bytes = encode_all(
+        shdrs?,
+        SectionHeader::size(ef.ctx),
+        ef.ctx,
+        "section headers",
+    )
+    .ok()?;
     let mut patches = vec![(ef.header.e_shoff.checked_sub(inserted)?, bytes)];
     let first = ef
         .phdrs
