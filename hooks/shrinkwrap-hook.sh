@@ -54,7 +54,8 @@ shrinkwrapList() {
 # Stamps PATH... (directories or files) with the hook's options.
 shrinkwrap() {
     local keep allowMissing flags dir glob
-    local args=(-j "${NIX_BUILD_CORES:-1}")
+    # fixup takes its job count from $NIX_BUILD_CORES itself.
+    local args=()
     shrinkwrapList shrinkwrapKeep keep
     shrinkwrapList shrinkwrapAllowMissing allowMissing
     shrinkwrapList shrinkwrapFlags flags

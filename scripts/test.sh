@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 
 # C toolchains for fixtures: the host's, i686 (ELF32), aarch64, and two big-endian targets.
 # Debian's gcc-multilib conflicts with its cross compilers, so i686 comes as a cross compiler.
+# Each cross compiler only recommends its C library, and recommends are not installed.
 packages=(
   gcc libc6-dev
   gcc-i686-linux-gnu gcc-aarch64-linux-gnu gcc-s390x-linux-gnu gcc-powerpc-linux-gnu
+  libc6-dev-i386-cross libc6-dev-arm64-cross libc6-dev-s390x-cross libc6-dev-powerpc-cross
   qemu-user elfutils strace shellcheck patchelf nix-bin
 )
 
@@ -24,7 +26,7 @@ if ((${#missing[@]})); then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ "${1:-}" = --deps-only ]; then
