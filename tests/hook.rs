@@ -558,7 +558,10 @@ fn passes_options_and_existing_outputs_to_fixup() {
             lists: vec![
                 ("shrinkwrapKeep", vec!["libzzz*", "libfo*"]),
                 ("shrinkwrapAllowMissing", vec!["libgone.so.*"]),
-                ("shrinkwrapFlags", vec!["--no-default-keep", "--quiet", "-j", "3"]),
+                (
+                    "shrinkwrapFlags",
+                    vec!["--no-default-keep", "--quiet", "-j", "3"],
+                ),
             ],
             strings: vec![("preFixup", format!("addShrinkwrapSearchPath {}", q(&extra)))],
             before_hook: format!(

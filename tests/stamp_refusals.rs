@@ -521,6 +521,47 @@ fn stamped_needed_is_the_closure_in_load_order() {
 }
 
 #[test]
+fn a_name_the_loader_matches_by_inode_is_stamped_too() {
+    // The program needs libbar.so.1 and libbar.so, a symlink to the same file: the loader
+    // finds the second by search, sees the same inode, and loads nothing new. Both slots get
+    // the path, not only the first.
+    let st = Store::new();
+    let dir = st.lib_dir("bar");
+    let bar = Cc::new("cc", BASE, dir.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .runpath(&st.runpath(&[]))
+        .build();
+    std::os::unix::fs::symlink("libbar.so.1", dir.join("libbar.so")).unwrap();
+    // A link-time stand-in whose soname is the unversioned name.
+    let stub = Cc::new("cc", BASE, st.scratch().join("libbar.so"))
+        .shared(Some("libbar.so"))
+        .build();
+    let app = Cc::new(
+        "cc",
+        "int base(void);\nint main(void) { return base() == 40 ? 0 : 1; }\n",
+        st.package("app").join("bin/app"),
+    )
+    .arg("-Wl,--no-as-needed")
+    .runpath(&st.runpath(&[&s(&dir)]))
+    .link(&bar)
+    .link(&stub)
+    .build();
+    assert_eq!(
+        readelf_needed(&app)[..2],
+        ["libbar.so.1".to_string(), "libbar.so".to_string()]
+    );
+    let sa = store_args(&st);
+    let sa = refs(&sa);
+    let order = common::paths(&tree(&app, &sa));
+    assert_stamped(&app, &sa);
+    let n = readelf_needed(&app);
+    assert!(all_absolute(&n), "{n:?}");
+    assert_eq!(n[0], n[1], "{n:?}");
+    assert_eq!(common::paths(&tree(&app, &sa)), order);
+    assert_eq!(run_program(&app), (Some(0), String::new()));
+}
+
+#[test]
 fn keep_leaves_the_soname_and_does_not_lift_what_only_it_brought_in() {
     let c = chain();
     let sa = store_args(&c.st);

@@ -209,19 +209,14 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
                     .is_some_and(|s| glob::any(&policy.keep, s))
         })
         .collect();
-    let find = |name: &str| {
-        libs.iter().position(|l| {
-            l.name == name || l.path == name || l.object.info.soname.as_deref() == Some(name)
-        })
-    };
     let mut reached = vec![false; libs.len()];
-    let mut queue: Vec<usize> = c.root.info.needed.iter().filter_map(|n| find(n)).collect();
+    let mut queue: Vec<usize> = c.root_needs.iter().flatten().copied().collect();
     while let Some(i) = queue.pop() {
         if reached[i] || kept[i] {
             continue;
         }
         reached[i] = true;
-        queue.extend(libs[i].object.info.needed.iter().filter_map(|n| find(n)));
+        queue.extend(libs[i].needs.iter().flatten());
     }
     let own_interp = c.root.info.interpreter.as_deref();
     let stamped: Vec<Option<String>> = libs
@@ -245,17 +240,8 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
         .collect();
 
     let mut needed: Vec<Needed> = Vec::new();
-    for name in &c.root.info.needed {
-        // The library this slot resolved to: requested by the root under this name.
-        let target = c
-            .libraries
-            .iter()
-            .position(|l| l.needed_by == 0 && &l.name == name)
-            .or_else(|| {
-                c.libraries.iter().position(|l| {
-                    &l.name == name || l.object.info.soname.as_deref() == Some(name.as_str())
-                })
-            });
+    for (name, target) in c.root.info.needed.iter().zip(&c.root_needs) {
+        // The library this slot resolved to, as the walk found it.
         let value = target
             .and_then(|i| stamped[i].clone())
             .unwrap_or_else(|| name.clone());

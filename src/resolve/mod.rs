@@ -85,6 +85,9 @@ pub struct Library {
     /// 1 for the root file's own DT_NEEDED entries, 2 for theirs, …
     pub depth: usize,
     pub object: Arc<Object>,
+    /// What each of its DT_NEEDED entries resolved to: an index into `libraries`, or `None`
+    /// (missing, or the root file itself).
+    pub needs: Vec<Option<usize>>,
 }
 
 /// A name nothing could satisfy.
@@ -193,6 +196,8 @@ pub struct Closure {
     pub loader: Option<Arc<LoaderConfig>>,
     /// Every library in load order (the interpreter included, where the loader lists it).
     pub libraries: Vec<Library>,
+    /// What each of the root file's DT_NEEDED entries resolved to, as in `Library::needs`.
+    pub root_needs: Vec<Option<usize>>,
     pub missing: Vec<Missing>,
     pub warnings: Vec<Warning>,
 }
@@ -261,6 +266,8 @@ struct Node {
     /// interpreter nothing has asked for yet.
     slot: Option<usize>,
     depth: usize,
+    /// The node each DT_NEEDED entry resolved to (`None`: missing).
+    needs: Vec<Option<usize>>,
 }
 
 enum Lookup {
@@ -349,6 +356,7 @@ impl Resolver {
                 loader: None,
                 slot: Some(0),
                 depth: 0,
+                needs: Vec::new(),
             }],
             libraries: Vec::new(),
             missing: Vec::new(),
@@ -385,9 +393,11 @@ impl Resolver {
                 loader: None,
                 slot: None,
                 depth: 0,
+                needs: Vec::new(),
             });
         }
         w.run();
+        let root_needs = w.library_indexes(0);
         let Walk {
             libraries,
             missing,
@@ -401,6 +411,7 @@ impl Resolver {
             root,
             loader,
             libraries,
+            root_needs,
             missing,
             warnings,
         })
@@ -446,13 +457,14 @@ impl Walk<'_> {
             next += 1;
             let needed = self.nodes[req].object.info.needed.clone();
             for name in needed {
-                match self.lookup(&name, req) {
+                let resolved = match self.lookup(&name, req) {
                     Lookup::Loaded(i) => {
                         if self.nodes[i].slot.is_none() {
                             // The interpreter, asked for the first time: it takes its place here.
                             self.place(i, req, Via::Interpreter, &name);
                             queue.push(i);
                         }
+                        Some(i)
                     }
                     Lookup::New { path, via, object } => {
                         let i = self.nodes.len();
@@ -463,9 +475,11 @@ impl Walk<'_> {
                             loader: Some(req),
                             slot: None,
                             depth: 0,
+                            needs: Vec::new(),
                         });
                         self.place(i, req, via, &name);
                         queue.push(i);
+                        Some(i)
                     }
                     Lookup::Missing(reason) => {
                         let needed_by = self.nodes[req].slot.unwrap_or(0);
@@ -480,12 +494,33 @@ impl Walk<'_> {
                                 reason,
                             });
                         }
+                        None
                     }
-                }
+                };
+                self.nodes[req].needs.push(resolved);
             }
+        }
+        // Each library's edges, as indexes into `libraries`.
+        for n in 0..self.nodes.len() {
+            let Some(slot) = self.nodes[n].slot.filter(|&s| s > 0) else {
+                continue;
+            };
+            self.libraries[slot - 1].needs = self.library_indexes(n);
         }
         // An interpreter nobody asked for is still mapped, but the loader unlinks it from the
         // list of objects (and `ld.so --list` does not show it): it is not part of the closure.
+    }
+
+    /// A node's edges as indexes into `libraries` (the root and missing names are `None`).
+    fn library_indexes(&self, node: usize) -> Vec<Option<usize>> {
+        self.nodes[node]
+            .needs
+            .iter()
+            .map(|d| {
+                d.and_then(|j| self.nodes[j].slot)
+                    .and_then(|s| s.checked_sub(1))
+            })
+            .collect()
     }
 
     fn place(&mut self, i: usize, req: usize, via: Via, name: &str) {
@@ -499,6 +534,7 @@ impl Walk<'_> {
             via,
             depth,
             object: self.nodes[i].object.clone(),
+            needs: Vec::new(),
         });
     }
 
