@@ -39,10 +39,22 @@ fn phdrs(b: &[u8]) -> Vec<(u64, u64, u64, usize)> {
         .collect()
 }
 
-/// Runs `shrinkwrap tree` on `path` and checks the failure contract.
-fn assert_rejected(path: &Path, what: &str) -> String {
+/// Runs `shrinkwrap tree` and `shrinkwrap stamp` on `path` and checks the failure contract
+/// for both; each message must name one of `wants` (case aside).
+fn assert_rejected(path: &Path, what: &str, wants: &[&str]) {
+    for command in ["tree", "stamp"] {
+        let line = rejected_by(path, command, what).to_lowercase();
+        assert!(
+            wants.iter().any(|w| line.contains(&w.to_lowercase())),
+            "{command} {what}: want one of {wants:?} in {line:?}"
+        );
+    }
+}
+
+fn rejected_by(path: &Path, command: &str, what: &str) -> String {
+    let what = format!("{command} {what}");
     let before = std::fs::read(path).ok();
-    let out = run(shrinkwrap().arg("tree").arg(path));
+    let out = run(shrinkwrap().arg(command).arg(path));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.code(),
@@ -86,13 +98,14 @@ fn not_elf_empty_and_missing_files() {
     for (name, bytes, reason) in cases {
         let p = tmp.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        let msg = assert_rejected(&p, name);
-        assert!(msg.contains(reason), "{name}: {msg}");
+        assert_rejected(&p, name, &[reason]);
     }
-    let msg = assert_rejected(&tmp.path().join("does-not-exist"), "missing file");
-    assert!(msg.contains("No such file"), "{msg}");
-    let msg = assert_rejected(tmp.path(), "directory");
-    assert!(msg.contains("directory"), "{msg}");
+    assert_rejected(
+        &tmp.path().join("does-not-exist"),
+        "missing file",
+        &["No such file"],
+    );
+    assert_rejected(tmp.path(), "directory", &["directory"]);
 }
 
 #[test]
@@ -121,10 +134,10 @@ fn truncated_at_every_header_boundary() {
     for cut in cuts {
         let p = tmp.path().join(format!("cut-{cut}"));
         std::fs::write(&p, &good[..cut as usize]).unwrap();
-        let msg = assert_rejected(&p, &format!("cut at {cut}"));
-        assert!(
-            msg.contains("truncated") || msg.contains("not an ELF file"),
-            "cut at {cut}: {msg}"
+        assert_rejected(
+            &p,
+            &format!("cut at {cut}"),
+            &["truncated", "not an ELF file"],
         );
     }
 }
@@ -197,6 +210,12 @@ fn absurd_counts_and_offsets() {
             "DT_NEEDED",
         ),
         (
+            "note-size",
+            phdrs(&good).iter().find(|p| p.0 == 4).expect("PT_NOTE").3 + 32,
+            (0x5e_0000_0020u64).to_le_bytes().to_vec(),
+            "truncated",
+        ),
+        (
             "verneed",
             dyn_val(0x6fff_fffe),
             (1u64 << 50).to_le_bytes().to_vec(),
@@ -208,8 +227,7 @@ fn absurd_counts_and_offsets() {
         b[at..at + bytes.len()].copy_from_slice(&bytes);
         let p = tmp.path().join(name);
         std::fs::write(&p, &b).unwrap();
-        let msg = assert_rejected(&p, name);
-        assert!(msg.contains(reason), "{name}: want {reason:?} in {msg:?}");
+        assert_rejected(&p, name, &[reason]);
     }
 }
 
@@ -245,4 +263,32 @@ fn files_that_are_not_dynamic_are_not_errors() {
             "{kind}: {text}"
         );
     }
+}
+
+#[test]
+fn one_bad_file_does_not_stop_fixup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("out");
+    std::fs::create_dir(&tree).unwrap();
+    let good = sample(&tree);
+    let mut b = std::fs::read(&good).unwrap();
+    let note = phdrs(&b).into_iter().find(|p| p.0 == 4).expect("PT_NOTE");
+    b[note.3 + 32..note.3 + 40].copy_from_slice(&0x5e_0000_0020u64.to_le_bytes());
+    let bad = tree.join("bad");
+    std::fs::write(&bad, &b).unwrap();
+    let good_before = std::fs::read(&good).unwrap();
+    let out = run(shrinkwrap().args(["fixup", "--quiet"]).arg(&tree));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("shrinkwrap: {}: truncated", bad.display())),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&bad).unwrap(), b, "the bad file changed");
+    assert_ne!(
+        std::fs::read(&good).unwrap(),
+        good_before,
+        "the good file was not stamped"
+    );
 }

@@ -227,7 +227,7 @@ impl Reader<'_> {
     }
 
     /// A file cut short is refused even where the loader would only fail later (or crash):
-    /// every loadable segment's bytes and the section header table must be in the file.
+    /// every segment's bytes and the section header table must be in the file.
     fn check_extent(
         &self,
         hdr: &Header,
@@ -237,16 +237,17 @@ impl Reader<'_> {
         let past_end = |off: u64, len: u64| off.checked_add(len).is_none_or(|end| end > self.size);
         for (i, p) in phdrs.iter().enumerate() {
             // Debug files keep the program headers of the original, whose contents are gone.
-            if p.p_type == program_header::PT_LOAD
-                && p.p_filesz > 0
-                && past_end(p.p_offset, p.p_filesz)
-            {
+            // Any segment: the writer copies notes and `.interp` by their program headers.
+            if p.p_filesz > 0 && past_end(p.p_offset, p.p_filesz) {
                 if debug_file {
                     return Ok(());
                 }
                 return Err(ElfError::Truncated(format!(
-                    "loadable segment {i} ({:#x}+{:#x}) extends past the end of the file ({:#x} bytes)",
-                    p.p_offset, p.p_filesz, self.size
+                    "segment {i} ({} at {:#x}+{:#x}) extends past the end of the file ({:#x} bytes)",
+                    program_header::pt_to_str(p.p_type),
+                    p.p_offset,
+                    p.p_filesz,
+                    self.size
                 )));
             }
         }
@@ -267,9 +268,19 @@ impl Reader<'_> {
         if hdr.e_shoff == 0 || hdr.e_shnum == 0 || u64::from(hdr.e_shentsize) != entsize {
             return Vec::new();
         }
+        // A section whose bytes run past the end of the file is trouble too: the writer
+        // copies sections by their headers.
         self.bytes(hdr.e_shoff, entsize * u64::from(hdr.e_shnum), "")
             .ok()
             .and_then(|buf| SectionHeader::parse_from(&buf, 0, hdr.e_shnum as usize, ctx).ok())
+            .filter(|shdrs| {
+                shdrs.iter().all(|s| {
+                    s.sh_type == SHT_NOBITS
+                        || s.sh_offset
+                            .checked_add(s.sh_size)
+                            .is_some_and(|e| e <= self.size)
+                })
+            })
             .unwrap_or_default()
     }
 
