@@ -77,18 +77,25 @@ fn section_size(file: &Path, name: &str) -> u64 {
     u64::from_str_radix(after_name[3], 16).unwrap()
 }
 
-/// The address of the lowest PT_LOAD, from `readelf -l`.
-fn first_load_vaddr(file: &Path) -> u64 {
+/// The address and flags (`R`, `R E`, `RW`) of the lowest PT_LOAD, from `readelf -l`.
+fn first_load(file: &Path) -> (u64, String) {
     let out = run(Command::new("readelf").arg("-lW").arg(file));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.trim_start().starts_with("LOAD"))
         .map(|l| {
-            let v = l.split_whitespace().nth(2).unwrap();
-            u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let vaddr = u64::from_str_radix(w[2].trim_start_matches("0x"), 16).unwrap();
+            (vaddr, w[6..w.len() - 1].join(" "))
         })
         .min()
         .unwrap()
+}
+
+/// What eu-elflint says of a file (it names sections, not the file).
+fn elflint(file: &Path) -> String {
+    let out = run(Command::new("eu-elflint").arg("--gnu-ld").arg(file));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 fn run_program(p: &Path) -> (Option<i32>, String) {
@@ -113,9 +120,16 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
     let args = ["--store-dir", store.as_str()];
     let app = copy(&b, "shifted");
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o751)).unwrap();
+    // Another owner, where we may give one (CI runs as root).
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&app, Some(4242), Some(4343)).unwrap();
+    } else {
+        eprintln!("*** not root: the owner of a shifted stamp is not checked ***");
+    }
     let size = std::fs::metadata(&app).unwrap().len();
     let dynstr = section_size(&app, ".dynstr");
-    let vaddr = first_load_vaddr(&app);
+    let (vaddr, flags) = first_load(&app);
     assert!(
         dynstr > 3 * 4096,
         "the fixture's .dynstr is only {dynstr} bytes"
@@ -135,13 +149,22 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
     );
     assert!(out.contains(&format!("(+{growth} bytes)")), "{out}");
     assert_eq!(
-        first_load_vaddr(&app),
-        vaddr - growth,
-        "the first segment should start {growth} bytes lower"
+        first_load(&app),
+        (vaddr - growth, flags.clone()),
+        "the first segment should start {growth} bytes lower, with the same flags"
     );
+    assert!(!flags.contains('W'), "the fixture's first segment: {flags}");
+    // Nothing new to complain about: `.symtab` values that pointed into the moved part
+    // moved with it (eu-elflint reports "st_value out of bounds" otherwise).
+    if have("eu-elflint") {
+        assert_eq!(elflint(&app), elflint(&b.app));
+    }
     let meta = std::fs::metadata(&app).unwrap();
     assert_ne!(meta.ino(), inode, "a shifted stamp is a new file");
     assert_eq!(meta.mode() & 0o7777, 0o751, "mode not kept");
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "owner not kept");
+    }
     let dir = app.parent().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -322,13 +345,28 @@ fn a_killed_runs_new_file_is_cleared_and_never_walked() {
     let walked = b.st.package("walked");
     let alone = walked.join(".prog.shrinkwrap-new");
     std::fs::copy(&b.app, &alone).unwrap();
+    let report = walked.join("report.json");
     let out = run(common::shrinkwrap()
-        .args(["fixup", "--store-dir", &store])
+        .args(["fixup", "--store-dir", &store, "--report"])
+        .arg(&report)
         .arg(&walked));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let entry = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == alone.display().to_string())
+        .unwrap_or_else(|| panic!("the leftover is not in the report: {report:#}"));
+    assert_eq!(entry["status"], "skipped", "{entry}");
+    assert_eq!(
+        entry["reason"], "left by a killed shrinkwrap run",
+        "{entry}"
     );
     assert!(
         std::fs::read(&alone).unwrap() == std::fs::read(&b.app).unwrap(),
@@ -342,4 +380,55 @@ fn a_killed_runs_new_file_is_cleared_and_never_walked() {
         "the killed run's new file is still there"
     );
     assert_eq!(run_program(&app), (Some(0), "42\n".to_string()));
+
+    // Killed after the swap: the stamp is in place, the old file under the temporary name.
+    // The next run has nothing to stamp, and still clears it.
+    std::fs::copy(&b.app, &leftover).unwrap();
+    let (code, out, err) = stamp(&app, &["--store-dir", &store]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("unchanged"), "{out}");
+    assert!(
+        !leftover.exists(),
+        "the old file a killed run left is still there"
+    );
+}
+
+#[test]
+fn fixup_shifts_a_read_only_program_the_same_whatever_the_jobs() {
+    if !have("gcc") || !have("readelf") {
+        return;
+    }
+    let b = build();
+    let store = b.st.store.display().to_string();
+    let size = std::fs::metadata(&b.app).unwrap().len();
+    let dynstr = section_size(&b.app, ".dynstr");
+    let ran = run_program(&b.app);
+    let mut results = Vec::new();
+    for jobs in ["1", "2"] {
+        let out_dir = b.st.package(&format!("out-j{jobs}")).join("bin");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let prog = out_dir.join("prog");
+        std::fs::copy(&b.app, &prog).unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let inode = std::fs::metadata(&prog).unwrap().ino();
+        let out = run(common::shrinkwrap()
+            .args(["fixup", "--quiet", "--store-dir", &store, "-j", jobs])
+            .arg(out_dir.parent().unwrap()));
+        assert!(
+            out.status.success(),
+            "-j{jobs}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta = std::fs::metadata(&prog).unwrap();
+        assert_ne!(meta.ino(), inode, "-j{jobs}: not the shifted layout");
+        assert_eq!(meta.mode() & 0o7777, 0o555, "-j{jobs}: mode not given back");
+        let growth = meta.len() - size;
+        assert!(
+            growth % 4096 == 0 && growth < dynstr,
+            "-j{jobs}: grew {growth}"
+        );
+        assert_eq!(run_program(&prog), ran, "-j{jobs}");
+        results.push(std::fs::read(&prog).unwrap());
+    }
+    assert!(results[0] == results[1], "-j1 and -j2 differ");
 }

@@ -100,7 +100,8 @@ fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Ou
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = target.file_name().unwrap_or_default().to_string_lossy();
-    let tmp: PathBuf = dir.join(format!(".{name}.shrinkwrap-{}", std::process::id()));
+    // The name a killed run's leftover has everywhere, so `fixup` passes it over.
+    let tmp: PathBuf = dir.join(write::temp_name(&name));
     std::fs::copy(file, &tmp)?;
     let result = write::stamp_file(&tmp, values).and_then(|o| {
         std::fs::rename(&tmp, target)?;

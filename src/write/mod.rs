@@ -16,7 +16,7 @@ mod record;
 mod replace;
 mod shift;
 
-pub use replace::is_temp_name;
+pub use replace::{is_temp_name, temp_name};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -94,6 +94,7 @@ impl From<ElfError> for WriteError {
 /// executable the shifted layout grows less, by replacing the file (`shift.rs`).
 pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
+    replace::clear_leftover(path);
     let mut ef = read_elf_file(&file)?;
     if let Some(original_size) = record::unfinished_tail(&file, &ef)? {
         // A run was killed before its commit: the appended bytes are not referenced.

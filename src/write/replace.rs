@@ -190,8 +190,16 @@ fn swap_in(new: &Path, path: &Path) -> io::Result<()> {
     fs::rename(new, path)
 }
 
+/// Deletes what a killed run may have left beside `path`: the new file (killed before the
+/// swap) or the old one (killed after it).
+pub fn clear_leftover(path: &Path) {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let _ = fs::remove_file(dir.join(temp_name(&name.to_string_lossy())));
+    }
+}
+
 /// The name of the new file written beside `name` before it is renamed over it.
-fn temp_name(name: &str) -> String {
+pub fn temp_name(name: &str) -> String {
     format!(".{name}{TEMP_SUFFIX}")
 }
 
