@@ -12,7 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{have, loader_paths, readelf_needed, run, Cc, Store};
+use common::{all_absolute, have, loader_paths, readelf_needed, run, Cc, Store};
 use serde_json::Value;
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -754,10 +754,7 @@ fn quiet_prints_nothing_when_nothing_fails() {
     assert_eq!(doc["summary"]["failed"], 0);
     if have("readelf") {
         let needed = readelf_needed(&b.path("bin/hello"));
-        assert!(
-            !needed.is_empty() && needed.iter().all(|n| n.starts_with('/')),
-            "{needed:?}"
-        );
+        assert!(all_absolute(&needed), "{needed:?}");
     }
     // The same tree without --quiet still prints its start and summary lines.
     let (code, _, stderr) = fixup_tree(&b, &report, &["-j", "2"]);
@@ -829,10 +826,7 @@ fn read_only_file_is_stamped_for_its_non_root_owner() {
     assert_eq!(meta.uid(), owner);
     if have("readelf") {
         let needed = readelf_needed(&readonly);
-        assert!(
-            !needed.is_empty() && needed.iter().all(|n| n.starts_with('/')),
-            "{needed:?}"
-        );
+        assert!(all_absolute(&needed), "{needed:?}");
     }
     let ran = run_program(&readonly, &[]);
     assert_eq!(ran, (Some(6), "foo=41\n".to_string()));
@@ -1018,6 +1012,6 @@ fn report_names_a_file_whose_name_is_not_utf8() {
     assert_eq!(doc["files"].as_array().map(Vec::len), Some(1), "{doc:#}");
     assert_eq!(doc["files"][0]["status"], "stamped", "{doc:#}");
     if have("readelf") {
-        assert!(readelf_needed(&program).iter().all(|n| n.starts_with('/')));
+        assert!(all_absolute(&readelf_needed(&program)));
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, loader_paths, readelf_needed, run};
+use common::{all_absolute, have, loader_paths, readelf_needed, run};
 
 const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -311,7 +311,7 @@ fn check_stamped(b: &Builds, what: &str, v: &Outputs, libs: &Libs, plain: &Outpu
     let libp_needed = readelf_needed(&v.libp());
     for (file, list) in [(v.prog(), &needed), (v.libp(), &libp_needed)] {
         assert!(
-            list.iter().all(|n| n.starts_with('/')),
+            all_absolute(list),
             "{what}: {} has a bare DT_NEEDED: {list:?}",
             file.display()
         );
@@ -464,7 +464,7 @@ fn build_log_gets_a_summary_and_no_progress_bar() {
         );
     }
     assert!(
-        readelf_needed(&v.prog()).iter().all(|n| n.starts_with('/')),
+        all_absolute(&readelf_needed(&v.prog())),
         "{:?}",
         readelf_needed(&v.prog())
     );

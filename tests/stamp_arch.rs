@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, paths, run, stamp, tree_json, Cc, Store};
+use common::{all_absolute, have, paths, run, stamp, tree_json, Cc, Store};
 use serde_json::Value;
 
 const BASE: &str = "int base(void) { return 40; }\n";
@@ -254,7 +254,7 @@ fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
     );
 
     assert!(
-        needed.iter().all(|n| n.starts_with('/')),
+        all_absolute(&needed),
         "{what}: not all absolute: {needed:?}"
     );
     assert_eq!(needed[0], s(&b.libmid), "{what}");
@@ -272,9 +272,10 @@ fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
         .iter()
         .filter(|n| n.rsplit('/').next() == Some(a.loader))
         .collect();
-    assert!(
-        loaders.iter().all(|l| **l == pt_interp),
-        "{what}: the loader listed by another path than PT_INTERP {pt_interp}: {needed:?}"
+    assert_eq!(
+        loaders,
+        [&pt_interp],
+        "{what}: the loader must be listed once, by its PT_INTERP {pt_interp}: {needed:?}"
     );
     let loader_lib = before["libraries"]
         .as_array()

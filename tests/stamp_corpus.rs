@@ -52,9 +52,17 @@ fn system_files_stamp_and_still_load_the_same() {
     let skipped = Mutex::new(0usize);
     let failures = Mutex::new(Vec::new());
     let growth = Mutex::new(Vec::new());
+    let ran = Mutex::new(0usize);
     let chunks: Vec<_> = files.chunks(files.len().div_ceil(4)).enumerate().collect();
-    let (stamped_r, refused_r, skipped_r, failures_r, growth_r, dir) =
-        (&stamped, &refused, &skipped, &failures, &growth, tmp.path());
+    let (stamped_r, refused_r, skipped_r, failures_r, growth_r, ran_r, dir) = (
+        &stamped,
+        &refused,
+        &skipped,
+        &failures,
+        &growth,
+        &ran,
+        tmp.path(),
+    );
     std::thread::scope(|s| {
         for (ci, chunk) in chunks {
             s.spawn(move || {
@@ -73,6 +81,9 @@ fn system_files_stamp_and_still_load_the_same() {
                     let original = std::fs::read(&copy).unwrap();
                     let (code, out, err) = stamp(&copy, &[]);
                     if out.contains("nothing to do") {
+                        if code != 0 || std::fs::read(&copy).unwrap() != original {
+                            fail(format!("nothing to do, yet exit {code} or bytes changed"));
+                        }
                         *skipped_r.lock().unwrap() += 1;
                         std::fs::remove_dir_all(&work).ok();
                         continue;
@@ -151,6 +162,7 @@ fn system_files_stamp_and_still_load_the_same() {
                         if version(&orig_copy) != version(&copy) {
                             fail("--version differs after stamping".into());
                         }
+                        *ran_r.lock().unwrap() += 1;
                     }
                     *stamped_r.lock().unwrap() += 1;
                     std::fs::remove_dir_all(&work).ok();
@@ -162,9 +174,10 @@ fn system_files_stamp_and_still_load_the_same() {
     let mut growth = growth.into_inner().unwrap();
     growth.sort_by(f64::total_cmp);
     let median = growth.get(growth.len() / 2).copied().unwrap_or(0.0);
+    let stamped = stamped.into_inner().unwrap();
+    let ran = ran.into_inner().unwrap();
     println!(
-        "{} files stamped, {} failures ({} refused with a missing library, as the loader refuses them; {} not dynamic; median growth {:.1}%, worst {:.1}%)",
-        stamped.into_inner().unwrap(),
+        "{stamped} files stamped, {} failures ({} refused with a missing library, as the loader refuses them; {} not dynamic; median growth {:.1}%, worst {:.1}%; {ran} run with --version before and after)",
         failures.len(),
         refused.into_inner().unwrap().len(),
         skipped.into_inner().unwrap(),
@@ -175,4 +188,6 @@ fn system_files_stamp_and_still_load_the_same() {
         println!("FAILURE {f}");
     }
     assert!(failures.is_empty(), "{} failures", failures.len());
+    assert!(stamped > 100, "only {stamped} files stamped");
+    assert!(ran > 0, "no program was run before and after stamping");
 }

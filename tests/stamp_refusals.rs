@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, readelf_needed, run, shrinkwrap, stamp, tree_json, Cc, Store};
+use common::{all_absolute, have, readelf_needed, run, shrinkwrap, stamp, tree_json, Cc, Store};
 use serde_json::Value;
 
 const BASE: &str = "int base(void) { return 40; }\n";
@@ -134,10 +134,6 @@ fn run_program(p: &Path) -> (Option<i32>, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn all_absolute(v: &[String]) -> bool {
-    v.iter().all(|n| n.starts_with('/'))
 }
 
 #[test]

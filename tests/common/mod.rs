@@ -71,25 +71,71 @@ pub struct LoaderList {
     pub missing: Vec<String>,
 }
 
-/// Runs `INTERP --list FILE` and parses what it prints. When the loader gives up on the file
-/// (it does for a missing indirect dependency), `Err` holds the library it stopped at, or its
-/// whole message if it names none.
+/// Asks the loader what it would load for FILE: `INTERP FILE` in trace mode
+/// (`LD_TRACE_LOADED_OBJECTS=1`, what `--list` and `ldd` use), which lists a library it cannot
+/// find as "not found" and goes on. `Err` holds the loader's message when it cannot load the
+/// file at all.
 pub fn ld_so_list(interp: &str, file: &Path) -> Result<LoaderList, String> {
     let out = Command::new(interp)
-        .arg("--list")
         .arg(file)
         .env_clear()
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {interp}: {e}"));
     if out.status.success() {
         return Ok(parse_ld_so_list(&String::from_utf8_lossy(&out.stdout)));
     }
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let name = err
-        .split_once("error while loading shared libraries: ")
-        .and_then(|(_, rest)| rest.split_once(':'))
-        .map(|(name, _)| name.to_string());
-    Err(name.unwrap_or(err))
+    Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+}
+
+/// How shrinkwrap's closure of a file (its `tree --json` entry) compares with the loader's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Compared {
+    /// Same paths in the same order, same missing names.
+    Same,
+    /// The same, but for glibc-hwcaps variants the loader took where shrinkwrap took the
+    /// portable file beside them, on purpose.
+    Hwcaps,
+    /// The loader could not load the file at all (its message).
+    Refused(String),
+    /// Anything else, described.
+    Differs(String),
+}
+
+pub fn compare_with_loader(interp: &str, file: &Path, ours: &Value) -> Compared {
+    let theirs = match ld_so_list(interp, file) {
+        Ok(l) => l,
+        Err(msg) => return Compared::Refused(msg),
+    };
+    let our_missing: std::collections::BTreeSet<String> = ours["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    let their_missing: std::collections::BTreeSet<String> =
+        theirs.missing.iter().cloned().collect();
+    let our_paths = paths(ours);
+    if our_missing == their_missing && our_paths == theirs.paths {
+        return Compared::Same;
+    }
+    let portable: Vec<String> = theirs.paths.iter().map(|p| portable_path(p)).collect();
+    if our_missing == their_missing && our_paths == portable {
+        return Compared::Hwcaps;
+    }
+    Compared::Differs(format!(
+        "\n  shrinkwrap: {our_paths:?} missing {our_missing:?}\n  ld.so:      {:?} missing {their_missing:?}",
+        theirs.paths
+    ))
+}
+
+/// A glibc-hwcaps variant's path as the portable file beside it (`dir/glibc-hwcaps/x86-64-v3/
+/// libz.so.1` → `dir/libz.so.1`); any other path as it is.
+pub fn portable_path(p: &str) -> String {
+    match p.split_once("/glibc-hwcaps/") {
+        Some((dir, rest)) => format!("{dir}/{}", rest.rsplit('/').next().unwrap_or(rest)),
+        None => p.to_string(),
+    }
 }
 
 pub fn parse_ld_so_list(text: &str) -> LoaderList {
@@ -260,19 +306,13 @@ impl<'a> Cc<'a> {
 
 /// The loader's view of a file, normalised for comparison: paths in order, glibc-hwcaps
 /// variants replaced by the portable file beside them (which shrinkwrap chooses on purpose).
+/// `Err` when the loader cannot load the file or finds a library missing.
 pub fn loader_paths(interp: &str, file: &Path) -> Result<Vec<String>, String> {
-    ld_so_list(interp, file).map(|l| {
-        l.paths
-            .into_iter()
-            .map(|p| match p.split_once("/glibc-hwcaps/") {
-                Some((dir, rest)) => {
-                    let name = rest.rsplit('/').next().unwrap_or(rest);
-                    format!("{dir}/{name}")
-                }
-                None => p,
-            })
-            .collect()
-    })
+    let l = ld_so_list(interp, file)?;
+    if !l.missing.is_empty() {
+        return Err(format!("not found: {}", l.missing.join(", ")));
+    }
+    Ok(l.paths.iter().map(|p| portable_path(p)).collect())
 }
 
 /// Runs `shrinkwrap stamp ARGS... FILE`; returns (exit code, stdout, stderr).
@@ -283,6 +323,11 @@ pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Whether a DT_NEEDED list is non-empty and all absolute paths.
+pub fn all_absolute(v: &[String]) -> bool {
+    !v.is_empty() && v.iter().all(|n| n.starts_with('/'))
 }
 
 /// DT_NEEDED entries as `readelf -d` shows them.
