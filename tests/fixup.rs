@@ -169,7 +169,7 @@ fn build(variant: Variant) -> Built {
         ),
     ] {
         if !Path::new(src).exists() {
-            eprintln!("*** {src} does not exist: not copied into the tree ***");
+            common::skip(&format!("{src} does not exist: its place in the tree"));
             continue;
         }
         std::fs::copy(src, out.join(rel)).unwrap();

@@ -123,11 +123,12 @@ fn a_non_pie_executable_grows_by_whole_pages_not_by_its_string_table() {
     let app = copy(&b, "shifted");
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o751)).unwrap();
     // Another owner, where we may give one (CI runs as root).
+    // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
         std::os::unix::fs::chown(&app, Some(4242), Some(4343)).unwrap();
     } else {
-        eprintln!("*** not root: the owner of a shifted stamp is not checked ***");
+        common::skip("not root: the owner of a shifted stamp");
     }
     let size = std::fs::metadata(&app).unwrap().len();
     let dynstr = section_size(&app, ".dynstr");
@@ -305,10 +306,10 @@ fn hard_links_and_extended_attributes_keep_the_in_place_layout() {
         )
     };
     if r != 0 {
-        eprintln!(
-            "*** this file system takes no user extended attributes ({}): the xattr case is SKIPPED ***",
+        common::skip(&format!(
+            "this file system takes no user extended attributes ({}): the xattr case",
             std::io::Error::last_os_error()
-        );
+        ));
         return;
     }
     let inode = std::fs::metadata(&tagged).unwrap().ino();

@@ -21,13 +21,21 @@ pub fn have(program: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !found {
-        let msg = format!("*** {program} is not installed: this check is SKIPPED (run ./scripts/test.sh to install it) ***");
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg} — under CI a missing tool is a failure");
-        }
-        eprintln!("{msg}");
+        skip(&format!(
+            "{program} is not installed (run ./scripts/test.sh to install it)"
+        ));
     }
     found
+}
+
+/// A check that cannot run here: says so loudly, and under CI (`CI=true`) fails, as a missing
+/// tool does.
+pub fn skip(why: &str) {
+    let msg = format!("*** {why}: this check is SKIPPED ***");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} — under CI a skipped check is a failure");
+    }
+    eprintln!("{msg}");
 }
 
 /// Runs a command, panicking with its output if it fails to start.
