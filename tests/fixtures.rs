@@ -10,8 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    all_absolute, compare_with_loader, have, loader_paths, paths, readelf_needed, run, stamp,
-    strip_variants, tree_json, Cc, Compared, Store,
+    all_absolute, compare_with_loader, have, loader_paths, paths, readelf_needed, run, run_program,
+    stamp, strip_variants, tree_json, Cc, Compared, Store,
 };
 use serde_json::Value;
 
@@ -610,15 +610,6 @@ fn hwcaps_variants_are_never_chosen() {
         msg.contains("glibc-hwcaps/x86-64-v2/libhw.so.1") && msg.contains(&portable),
         "{msg}"
     );
-}
-
-/// Runs a fixture program; (exit code, stdout).
-fn run_program(p: &Path) -> (Option<i32>, String) {
-    let out = run(&mut std::process::Command::new(p));
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]

@@ -14,7 +14,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{all_absolute, have, paths, run, stamp, tree_json, Cc, Store};
+use common::{
+    all_absolute, exporting, first_load, have, paths, run, section_size, stamp, tree_json, Cc,
+    Store,
+};
 use serde_json::Value;
 
 const BASE: &str = "int base(void) { return 40; }\n";
@@ -74,38 +77,6 @@ enum Shape {
     /// Non-PIE, exporting thousands of long names: stamped by the shifted layout (whole pages
     /// inserted after `.dynstr`, so the file grows by less than that table).
     NonPieExporting,
-}
-
-/// `APP` plus this many exported functions with long names.
-const EXPORTS: usize = 3000;
-
-fn exporting(app: &str) -> String {
-    let mut s = String::new();
-    for i in 0..EXPORTS {
-        s.push_str(&format!(
-            "int shrinkwrap_exported_function_with_a_long_name_{i:05}(void) {{ return {i}; }}\n"
-        ));
-    }
-    s + app
-}
-
-/// The size of `.dynstr` and the lowest PT_LOAD address, from readelf.
-fn dynstr_and_base(file: &Path) -> (u64, u64) {
-    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).unwrap();
-    let out = run(Command::new("readelf").arg("-SlW").arg(file));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let dynstr = text
-        .lines()
-        .find_map(|l| l.split_once(" .dynstr "))
-        .map(|(_, rest)| hex(rest.split_whitespace().nth(3).unwrap()))
-        .unwrap();
-    let base = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("LOAD"))
-        .map(|l| hex(l.split_whitespace().nth(2).unwrap()))
-        .min()
-        .unwrap();
-    (dynstr, base)
 }
 
 /// Where the program's PT_INTERP points.
@@ -202,7 +173,7 @@ fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
     let args = ["--store-dir", &b.store_dir, "--search", &sysroot_lib];
     let what = format!("{} ({interp:?} PT_INTERP, {shape:?})", a.machine);
     let size = std::fs::metadata(app).unwrap().len();
-    let (dynstr, base) = dynstr_and_base(app);
+    let (dynstr, base) = (section_size(app, ".dynstr"), first_load(app).0);
 
     let before = tree_json(&[app], &args, 0)["files"][0].clone();
     let pt_interp = before["interpreter"].as_str().unwrap().to_string();
@@ -235,9 +206,9 @@ fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
     let growth = std::fs::metadata(app).unwrap().len() - size;
     if shape == Shape::NonPieExporting {
         assert!(
-            growth < dynstr && dynstr_and_base(app).1 == base - growth,
+            growth < dynstr && first_load(app).0 == base - growth,
             "{what}: grew by {growth} (.dynstr is {dynstr}), first segment at {:#x} (was {base:#x}): not shifted",
-            dynstr_and_base(app).1
+            first_load(app).0
         );
     }
 

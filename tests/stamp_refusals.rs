@@ -10,7 +10,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{all_absolute, have, readelf_needed, run, shrinkwrap, stamp, tree_json, Cc, Store};
+use common::{
+    all_absolute, have, readelf_needed, run, run_program, shrinkwrap, stamp, tree_json, Cc, Store,
+};
 use serde_json::Value;
 
 const BASE: &str = "int base(void) { return 40; }\n";
@@ -125,15 +127,6 @@ fn assert_stamped(file: &Path, args: &[&str]) -> String {
     );
     assert!(err.is_empty(), "stderr on success: {err:?}");
     out
-}
-
-/// Runs a program; (exit code, stdout).
-fn run_program(p: &Path) -> (Option<i32>, String) {
-    let out = run(&mut Command::new(p));
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]

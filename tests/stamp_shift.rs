@@ -11,26 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    all_absolute, have, loader_paths, readelf_needed, run, stamp, strip_variants, Cc, Store,
+    all_absolute, exporting, first_load, have, loader_paths, readelf_needed, run, run_program,
+    section_size, stamp, strip_variants, Cc, Store,
 };
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 const BASE: &str = "int base(void) { return 42; }\n";
-/// Exported functions: enough long names for a `.dynstr` far larger than a page.
-const EXPORTS: usize = 3000;
-
-/// A program calling `base()` from a store library, exporting `EXPORTS` functions.
-fn exporting_program() -> String {
-    let mut s = String::from("#include <stdio.h>\nint base(void);\n");
-    for i in 0..EXPORTS {
-        s.push_str(&format!(
-            "int shrinkwrap_exported_function_with_a_long_name_{i:05}(void) {{ return {i}; }}\n"
-        ));
-    }
-    s.push_str("int main(void) { printf(\"%d\\n\", base()); return 0; }\n");
-    s
-}
-
 struct Built {
     st: Store,
     /// The unstamped program; tests stamp copies of it.
@@ -44,7 +30,9 @@ fn build() -> Built {
         .shared(Some("libbase.so.1"))
         .runpath(&st.runpath(&[]))
         .build();
-    let source = exporting_program();
+    let source = exporting(
+        "#include <stdio.h>\nint base(void);\nint main(void) { printf(\"%d\\n\", base()); return 0; }\n",
+    );
     let app = Cc::new("gcc", &source, st.package("app").join("bin/app"))
         .arg("-no-pie")
         .arg("-rdynamic")
@@ -61,51 +49,10 @@ fn copy(b: &Built, name: &str) -> PathBuf {
     p
 }
 
-/// The size of a section, from `readelf -S`.
-fn section_size(file: &Path, name: &str) -> u64 {
-    let out = run(Command::new("readelf").arg("-SW").arg(file));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().any(|w| w == name))
-        .unwrap_or_else(|| panic!("no {name} in {}", file.display()));
-    // [Nr] Name Type Address Off Size ...: the size follows the offset.
-    let after_name: Vec<&str> = line
-        .split(name)
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    u64::from_str_radix(after_name[3], 16).unwrap()
-}
-
-/// The address and flags (`R`, `R E`, `RW`) of the lowest PT_LOAD, from `readelf -l`.
-fn first_load(file: &Path) -> (u64, String) {
-    let out = run(Command::new("readelf").arg("-lW").arg(file));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.trim_start().starts_with("LOAD"))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let vaddr = u64::from_str_radix(w[2].trim_start_matches("0x"), 16).unwrap();
-            (vaddr, w[6..w.len() - 1].join(" "))
-        })
-        .min()
-        .unwrap()
-}
-
 /// What eu-elflint says of a file (it names sections, not the file).
 fn elflint(file: &Path) -> String {
     let out = run(Command::new("eu-elflint").arg("--gnu-ld").arg(file));
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn run_program(p: &Path) -> (Option<i32>, String) {
-    let out = run(Command::new(p).env_clear());
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 fn grew(file: &Path, before: u64) -> u64 {

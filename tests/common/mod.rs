@@ -333,6 +333,58 @@ pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs a program with an empty environment; (exit code, stdout).
+pub fn run_program(p: &Path) -> (Option<i32>, String) {
+    let out = run(Command::new(p).env_clear());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Exported functions `exporting` adds: enough long names for a `.dynstr` far larger than a
+/// page (with `-rdynamic`).
+pub const EXPORTS: usize = 3000;
+
+/// C source: `EXPORTS` functions with long names, then `program`.
+pub fn exporting(program: &str) -> String {
+    let mut s = String::new();
+    for i in 0..EXPORTS {
+        s.push_str(&format!(
+            "int shrinkwrap_exported_function_with_a_long_name_{i:05}(void) {{ return {i}; }}\n"
+        ));
+    }
+    s + program
+}
+
+/// The size of a section, from `readelf -S`.
+pub fn section_size(file: &Path, name: &str) -> u64 {
+    let out = run(Command::new("readelf").arg("-SW").arg(file));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rest = text
+        .lines()
+        .find_map(|l| l.split_once(&format!(" {name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {}", file.display()))
+        .1;
+    // Name Type Address Off Size …: the size is the fourth field after the name.
+    u64::from_str_radix(rest.split_whitespace().nth(3).unwrap(), 16).unwrap()
+}
+
+/// The address and flags (`R`, `R E`, `RW`) of the lowest PT_LOAD, from `readelf -l`.
+pub fn first_load(file: &Path) -> (u64, String) {
+    let out = run(Command::new("readelf").arg("-lW").arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let vaddr = u64::from_str_radix(w[2].trim_start_matches("0x"), 16).unwrap();
+            (vaddr, w[6..w.len() - 1].join(" "))
+        })
+        .min()
+        .unwrap()
+}
+
 /// Whether a DT_NEEDED list is non-empty and all absolute paths.
 pub fn all_absolute(v: &[String]) -> bool {
     !v.is_empty() && v.iter().all(|n| n.starts_with('/'))
