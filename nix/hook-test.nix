@@ -18,6 +18,7 @@ stdenv.mkDerivation {
   installCheckPhase = ''
     $out/bin/m
     $READELF -d $out/bin/m | grep -q "NEEDED.*\[$out/lib/libf.so.1\]"
-    ! $READELF -d $out/bin/m | grep "NEEDED" | grep -v "\[/"
+    # Not `! pipeline`: set -e ignores a negated command unless it comes last.
+    if $READELF -d $out/bin/m | grep "NEEDED" | grep -v "\[/"; then exit 1; fi
   '';
 }

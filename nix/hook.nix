@@ -1,6 +1,5 @@
 # shrinkwrapHook: `nativeBuildInputs = [ shrinkwrapHook ];` stamps every output after fixup.
 {
-  lib,
   makeSetupHook,
   shrinkwrap,
   callPackage,

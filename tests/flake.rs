@@ -185,6 +185,8 @@ fn overlays_evaluate_without_recursion() {
           stampedInputs = map (d: d.name) stamped.nativeBuildInputs;
           allStdenv = map (d: d.name) all.stdenv.extraNativeBuildInputs;
           allTool = all.shrinkwrap.name;
+          allHookIsTheStdenvOne =
+            all.shrinkwrapHook.drvPath == (builtins.head all.stdenv.extraNativeBuildInputs).drvPath;
         }}"#,
         standin = r.join("tests/nix/nixpkgs-standin").display(),
         overlay = r.join("nix/overlay.nix").display(),
@@ -200,4 +202,6 @@ fn overlays_evaluate_without_recursion() {
     // built from an unmodified import, not with itself.
     assert_eq!(v["allStdenv"], serde_json::json!(["shrinkwrap-hook"]));
     assert_eq!(v["allTool"], "shrinkwrap-0.1.0");
+    // With both overlays, the set's hook is the one in stdenv: built once, loaded once.
+    assert_eq!(v["allHookIsTheStdenvOne"], true);
 }

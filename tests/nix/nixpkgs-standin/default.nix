@@ -1,7 +1,10 @@
-# `import nixpkgs { system, overlays }`: a package set with the overlays applied as a fixpoint,
+# `import nixpkgs { localSystem or system, overlays, config }`: a package set with the overlays applied as a fixpoint,
 # like nixpkgs' own.
 {
-  system ? builtins.currentSystem,
+  localSystem ? {
+    system = builtins.currentSystem;
+  },
+  system ? localSystem.system,
   overlays ? [ ],
   config ? { },
 }:
@@ -9,11 +12,13 @@ let
   lib = import ./lib.nix;
 
   # A derivation that is only evaluated (never built), with the attributes packages have.
-  fake =
-    name: attrs:
+  # `inputs` stands for what a real build depends on (stdenv's extra inputs, for builders
+  # that use stdenv), so two builds with different stdenvs are different derivations.
+  fakeWith =
+    inputs: name: attrs:
     let
       drv = derivation {
-        inherit name system;
+        inherit name system inputs;
         builder = "/bin/sh";
         args = [
           "-c"
@@ -24,11 +29,13 @@ let
     drv
     // attrs
     // {
-      overrideAttrs = f: fake name (attrs // f attrs);
+      overrideAttrs = f: fakeWith inputs name (attrs // f attrs);
     };
+  fake = fakeWith "";
+  stdenvInputs = self: toString (map (d: d.name) self.stdenv.extraNativeBuildInputs);
 
   base = self: {
-    inherit lib;
+    inherit lib config;
     path = ./.;
     callPackage =
       f: args:
@@ -36,12 +43,14 @@ let
         fn = if builtins.isPath f then import f else f;
       in
       fn (builtins.intersectAttrs (builtins.functionArgs fn) self // args);
-    rustPlatform.buildRustPackage = args: fake "${args.pname}-${args.version}" args;
-    makeSetupHook = args: script: fake args.name (args // { inherit script; });
+    rustPlatform.buildRustPackage =
+      args: fakeWith (stdenvInputs self) "${args.pname}-${args.version}" args;
+    makeSetupHook = args: script: fakeWith (stdenvInputs self) args.name (args // { inherit script; });
     stdenv =
       let
         mk = extra: {
           hostPlatform.system = system;
+          buildPlatform.system = system;
           extraNativeBuildInputs = extra;
           mkDerivation = args: fake args.name args;
           override = f: mk (f { extraNativeBuildInputs = extra; }).extraNativeBuildInputs;
