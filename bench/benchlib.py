@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: the patchelf baseline, the release build, ELF checks."""
+import concurrent.futures as cf
 import os
 import subprocess
 import sys
@@ -47,4 +48,11 @@ def edits(planned_entry):
 
 
 def is_file(path):
+    """A regular file, not a symlink to one."""
     return os.path.isfile(path) and not os.path.islink(path)
+
+
+def run_each(commands, workers=2):
+    """Runs every command (an argv list), `workers` at a time, output discarded."""
+    with cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda c: subprocess.run(c, capture_output=True), commands))

@@ -6,7 +6,8 @@ Builds a tree corpus in a fake Nix store from this machine's own ELF files (exec
 `lib` dirs form every object's RUNPATH, plus non-ELF files and symlinks. Then, in one run and
 each on a fresh copy, measures: `cp -a` of the tree (the I/O floor), `shrinkwrap fixup` at
 -j1 and -j2 (wall time and peak RSS), and a patchelf 0.19 baseline making the same edits (one
-invocation per file, `xargs -P2`). Prints the table and the ratios against the targets.
+invocation per file, two at a time). Each measurement is the median of three runs on fresh
+copies. Prints the table and the ratios against the targets.
 
 use: bench/fixup.py              # about 1500 files
 use: bench/fixup.py --files 300  # a quicker run
@@ -17,12 +18,11 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import edits, elf_kind, patchelf, shrinkwrap
+from benchlib import edits, elf_kind, is_file, patchelf, run_each, shrinkwrap
 
 PACKAGES = 30
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -46,7 +46,7 @@ def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
         for dirpath, _, names in os.walk(root):
             for n in sorted(names):
                 p = os.path.join(dirpath, n)
-                if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) < 40 << 20:
+                if is_file(p) and os.path.getsize(p) < 40 << 20:
                     yield p, n
 
     for p, n in walk("/usr/lib/x86_64-linux-gnu"):
@@ -81,22 +81,13 @@ def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
             dst = dst.with_name(f"{i}-{dst.name}")
         shutil.copy2(src, dst)
         placed.append(dst)
-    for i, p in enumerate(pkgs):
+    for p in pkgs:
         (p / "share" / "README").write_text("not ELF\n" * 20)
         (p / "bin" / "hello.sh").write_text("#!/bin/sh\necho hi\n")
         os.chmod(p / "bin" / "hello.sh", 0o755)
     rpath = ":".join(str(p / "lib") for p in pkgs)
     # Give every object the wide RUNPATH (corpus set-up, not measured).
-    procs = []
-    for chunk in range(0, len(placed), 100):
-        procs.append(subprocess.Popen([sys.executable, "-c", (
-            "import subprocess,sys\n"
-            "for f in sys.argv[3:]: subprocess.run([sys.argv[1], '--set-rpath', sys.argv[2], f], capture_output=True)\n"
-        ), pe, rpath] + [str(f) for f in placed[chunk:chunk + 100]]))
-        if len(procs) >= 2:
-            procs.pop(0).wait()
-    for p in procs:
-        p.wait()
+    run_each([pe, "--set-rpath", rpath, str(f)] for f in placed)
     print(f"corpus: {len(placed)} ELF files ({len(chosen_libs)} libraries, {len(chosen_bins)} executables) "
           f"in {PACKAGES} store packages, {sum(f.stat().st_size for f in placed) >> 20} MiB", flush=True)
 
@@ -139,6 +130,7 @@ def main():
         t_cp = sorted(cps)[1]
 
         results = {}
+        report = tmp / "report.json"
         for j in (1, 2):
             runs = []
             for k in range(3):
@@ -148,38 +140,32 @@ def main():
                 log = tmp / f"fixup-j{j}.log"
                 with open(log, "w") as err:
                     runs.append(timed([sw, "fixup", "-j", str(j), "--store-dir", str(wstore),
-                                       "--allow-missing", "*", str(wstore)], stderr=err))
+                                       "--allow-missing", "*", "--report", str(report), str(wstore)],
+                                      stderr=err))
             runs.sort()
             results[j] = (runs[1][0], max(r[1] for r in runs), max(r[2] for r in runs))
             summary = log.read_text().strip().splitlines()
             print(f"fixup -j{j}: {summary[-1] if summary else ''}", flush=True)
+        # What fixup stamped (it skips set-uid files, for one), relative to its store.
+        stamped = {os.path.relpath(f["file"], wstore)
+                   for f in json.loads(report.read_text())["files"] if f["status"] == "stamped"}
 
-        # patchelf baseline: the same edits, from shrinkwrap's plan of a fresh copy.
-        work = tmp / "pe"
-        fresh(corpus, work)
-        wstore = work / "nix" / "store"
-        files = [str(p) for p in wstore.rglob("*") if p.is_file() and not p.is_symlink() and elf_kind(p)]
-        plan = subprocess.run([sw, "stamp", "--dry-run", "--json", "--allow-missing", "*", "--store-dir", str(wstore)] + files,
-                              capture_output=True, text=True)
-        lines = []
-        for f in json.loads(plan.stdout)["files"]:
-            if f["status"] != "planned":
-                continue
-            args = edits(f)
-            if args:
-                lines.append("\0".join(args + [f["file"]]))
-        runner = ("import subprocess,sys\n"
-                  "for rec in open(sys.argv[2]).read().split('\\0\\0'):\n"
-                  "    subprocess.run([sys.argv[1]] + rec.split('\\0'), capture_output=True)\n")
-        # One patchelf invocation per file, two at a time (split the list in two halves).
-        halves = [lines[0::2], lines[1::2]]
-        for i, h in enumerate(halves):
-            (tmp / f"pe.args{i}").write_text("\0\0".join(h))
-        t = time.perf_counter()
-        ps = [subprocess.Popen([sys.executable, "-c", runner, pe, str(tmp / f"pe.args{i}")]) for i in range(2)]
-        for p in ps:
-            p.wait()
-        t_pe = time.perf_counter() - t
+        # patchelf baseline: the same edits, from shrinkwrap's plan of a fresh copy, one
+        # invocation per file, two at a time; the median of three, each on a fresh copy.
+        pe_runs = []
+        for k in range(3):
+            work = tmp / "pe"
+            fresh(corpus, work)
+            wstore = work / "nix" / "store"
+            files = [str(wstore / rel) for rel in sorted(stamped)]
+            plan = subprocess.run([sw, "stamp", "--dry-run", "--json", "--allow-missing", "*",
+                                   "--store-dir", str(wstore)] + files, capture_output=True, text=True)
+            commands = [[pe, *edits(f), f["file"]]
+                        for f in json.loads(plan.stdout)["files"] if f["status"] == "planned" and edits(f)]
+            t = time.perf_counter()
+            run_each(commands)
+            pe_runs.append(time.perf_counter() - t)
+        t_pe = sorted(pe_runs)[1]
 
     (s1, rss1, c1), (s2, rss2, c2) = results[1], results[2]
     print()
@@ -188,7 +174,7 @@ def main():
     print(f"| `cp -a` of the tree (I/O floor) | {t_cp:.2f} | 1 |")
     print(f"| `shrinkwrap fixup -j1` | {s1:.2f} | {s1 / t_cp:.2f} × cp |")
     print(f"| `shrinkwrap fixup -j2` | {s2:.2f} | {s2 / t_cp:.2f} × cp |")
-    print(f"| patchelf 0.19, same edits, 2 at a time ({len(lines)} files) | {t_pe:.2f} | {t_pe / s2:.1f} × fixup -j2 |")
+    print(f"| patchelf 0.19, same edits, 2 at a time ({len(commands)} files) | {t_pe:.2f} | {t_pe / s2:.1f} × fixup -j2 |")
     print()
     print(f"peak RSS of fixup: -j1 {rss1 / 1024:.1f} MiB, -j2 {rss2 / 1024:.1f} MiB (exit codes {c1}, {c2})")
     print(f"targets: fixup -j2 <= 0.5 x cp -a: {s2 / t_cp:.2f} {'OK' if s2 <= 0.5 * t_cp else 'MISSED'}; "

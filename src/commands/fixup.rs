@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Instant;
 
@@ -84,15 +84,23 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         );
     }
 
-    // Phase 1: parse every candidate once (the cache is shared with resolution), and index
-    // the trees' own libraries so they win over everything else.
+    // Phase 1: read every candidate once: its own facts go into the cache resolution uses,
+    // and those a plan starts from are kept for phase 2. Index the trees' own libraries so
+    // they win over everything else.
     let mut resolver = Resolver::new(resolve_options(&args.resolve));
-    let probes: Vec<Probe> = tree
+    let (probes, reads): (Vec<Probe>, Vec<Option<plan::Read>>) = tree
         .candidates
         .par_iter()
-        .map(|c| resolver.probe(&c.path))
-        .collect();
-    resolver.set_preferred(tree_libraries(&tree.candidates, &probes));
+        .map(|c| match plan::read(&c.path) {
+            Ok(r) => (Probe::Found(r.own.clone()), Some(r)),
+            Err(e) => (Probe::from_result(Err(e)), None),
+        })
+        .unzip();
+    for (c, probe) in tree.candidates.iter().zip(&probes) {
+        resolver.remember(&c.path, probe.clone());
+    }
+    let preferred = tree_libraries(&resolver, &tree.candidates, &probes);
+    resolver.set_preferred(preferred);
     let policy = policy(&args.policy);
 
     // Phase 2: plan everything before writing anything.
@@ -101,8 +109,9 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         .candidates
         .par_iter()
         .zip(&probes)
-        .map(|(c, probe)| {
-            let r = plan_one(&resolver, &policy, c, probe);
+        .zip(&reads)
+        .map(|((c, probe), read)| {
+            let r = plan_one(&resolver, &policy, c, probe, read);
             bar.inc(1);
             r
         })
@@ -244,9 +253,13 @@ fn reference_cycles(
 }
 
 /// The trees' shared libraries by soname and file name, first in path order winning. A
-/// library is named by `dir/soname` where that exists (usually a symlink), as the loader
-/// would have found it.
-fn tree_libraries(cands: &[Candidate], probes: &[Probe]) -> HashMap<String, String> {
+/// library is named by `dir/soname` where that leads to it (usually a symlink), as the loader
+/// would have found it; the resolver is told that name is the file it has already read.
+fn tree_libraries(
+    resolver: &Resolver,
+    cands: &[Candidate],
+    probes: &[Probe],
+) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (c, p) in cands.iter().zip(probes) {
         let Probe::Found(o) = p else { continue };
@@ -262,10 +275,14 @@ fn tree_libraries(cands: &[Candidate], probes: &[Probe]) -> HashMap<String, Stri
             .into_owned();
         if let Some(soname) = &o.info.soname {
             let by_soname = dir.join(soname);
-            let path = if by_soname.exists() {
-                by_soname
-            } else {
-                c.path.clone()
+            let path = match std::fs::metadata(&by_soname) {
+                Ok(m) if (m.dev(), m.ino()) == o.file_id => {
+                    resolver.remember(&by_soname, p.clone());
+                    by_soname
+                }
+                // Another file by that name (a newer version): the loader opens that one.
+                Ok(_) => by_soname,
+                Err(_) => c.path.clone(),
             };
             map.entry(soname.clone())
                 .or_insert_with(|| path.to_string_lossy().into_owned());
@@ -281,6 +298,7 @@ fn plan_one(
     policy: &plan::Policy,
     c: &Candidate,
     probe: &Probe,
+    read: &Option<plan::Read>,
 ) -> Result<Plan, Result_> {
     match probe {
         Probe::Found(o) if !o.info.kind.is_dynamic() => {
@@ -298,7 +316,12 @@ fn plan_one(
         Probe::Invalid(e) => return Err(failed(e)),
         Probe::Absent => return Err(failed("cannot be opened")),
     }
-    plan::plan_file(resolver, policy, &c.path).map_err(|e| match e {
+    // Only a file that was read is `Found`.
+    let Some(read) = read else {
+        return Err(failed("cannot be read"));
+    };
+    // Walked from real roots without following symlinks: `c.path` is real already.
+    plan::plan_read(resolver, policy, &c.path, read).map_err(|e| match e {
         NotPlanned::NothingToDo(_) => Result_::Skipped("static"),
         NotPlanned::Refused(Refusal::Missing(list)) => Result_::Failed(
             format!("not stamped: {} missing (listed below)", list.len()),

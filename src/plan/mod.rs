@@ -4,10 +4,11 @@
 pub mod glob;
 
 use std::fmt;
-
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::resolve::{Closure, ResolveError, Resolver, Via, Warning};
+use crate::elf::{read_elf_file, ElfError, ElfInfo};
+use crate::resolve::{open_file, real_path, Closure, Object, ResolveError, Resolver, Via, Warning};
 
 /// Driver libraries that come from the running system, never from the closure (on NixOS they
 /// live in /run/opengl-driver/lib). Left as bare sonames, and not lifted.
@@ -132,10 +133,50 @@ impl fmt::Display for NotPlanned {
     }
 }
 
+/// A file read once for planning: its own facts (what the loader sees when another file
+/// needs it) and, for a file we stamped before, those of its original, which a plan starts
+/// from.
+pub struct Read {
+    pub own: Arc<Object>,
+    pub original: Option<ElfInfo>,
+}
+
+/// Opens and parses `path` once, for planning.
+pub fn read(path: &Path) -> Result<Read, ElfError> {
+    let (file, file_id) = open_file(path)?;
+    let ef = read_elf_file(&file)?;
+    let original = crate::write::original_info(&file, &ef)?;
+    Ok(Read {
+        own: Arc::new(Object {
+            info: ef.info,
+            file_id,
+        }),
+        original,
+    })
+}
+
 /// Resolves and plans one file (a file we stamped before: from its original).
 pub fn plan_file(resolver: &Resolver, policy: &Policy, file: &Path) -> Result<Plan, NotPlanned> {
-    let info = crate::write::planning_info(file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
-    let closure = resolver.resolve_as(file, Some(info)).map_err(|e| match e {
+    let file = real_path(file);
+    let r = read(&file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
+    plan_read(resolver, policy, &file, &r)
+}
+
+/// Resolves and plans a file already read; `file` is its real, absolute path.
+pub fn plan_read(
+    resolver: &Resolver,
+    policy: &Policy,
+    file: &Path,
+    r: &Read,
+) -> Result<Plan, NotPlanned> {
+    let root = match &r.original {
+        Some(info) => Arc::new(Object {
+            info: info.clone(),
+            file_id: r.own.file_id,
+        }),
+        None => r.own.clone(),
+    };
+    let closure = resolver.resolve_read(file, root).map_err(|e| match e {
         ResolveError::NotDynamic(kind) => NotPlanned::NothingToDo(kind),
         e => NotPlanned::Failed(e.to_string()),
     })?;

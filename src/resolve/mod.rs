@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 pub use ldcache::{cache_flags, CacheHit, LdCache};
 pub use loader::{default_interpreter, LoaderConfig};
-pub use probe::{Object, Probe, ProbeCache};
+pub use probe::{open_file, Object, Probe, ProbeCache};
 use search::{origin_of, split_dirs, Tokens};
 
 use crate::elf::{ElfError, ElfInfo};
@@ -305,28 +305,21 @@ impl Resolver {
 
     /// Resolves the closure of `file` in the loader's order.
     pub fn resolve(&self, file: &Path) -> Result<Closure, ResolveError> {
-        self.resolve_as(file, None)
+        let file = real_path(file);
+        let root = probe::probe_file(&file).map_err(ResolveError::Elf)?;
+        self.resolve_read(&file, root)
     }
 
-    /// Resolves the closure of `file` as if its own dynamic-linking facts were `info` (for a
-    /// stamped file: those of its original).
-    pub fn resolve_as(&self, file: &Path, info: Option<ElfInfo>) -> Result<Closure, ResolveError> {
-        // The loader computes the executable's $ORIGIN from /proc/self/exe, which has every
-        // symlink resolved: resolve from the real path too.
-        let file = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
+    /// Remembers what a caller already read at `path` (see [`ProbeCache::insert`]).
+    pub fn remember(&self, path: &Path, probe: Probe) {
+        self.probes.insert(path, probe);
+    }
+
+    /// Resolves the closure of `file`, read by the caller as `root` (for a stamped file, the
+    /// facts of its original). `file` must be absolute and real: the loader computes the
+    /// executable's $ORIGIN from /proc/self/exe, which has every symlink resolved.
+    pub fn resolve_read(&self, file: &Path, root: Arc<Object>) -> Result<Closure, ResolveError> {
         let file_str = file.to_string_lossy().into_owned();
-        let root = match info {
-            // Already read by the caller: only its identity is needed.
-            Some(info) => {
-                use std::os::unix::fs::MetadataExt;
-                let meta = std::fs::metadata(&file).map_err(|e| ResolveError::Elf(e.into()))?;
-                Arc::new(Object {
-                    info,
-                    file_id: (meta.dev(), meta.ino()),
-                })
-            }
-            None => probe::probe_file(&file).map_err(ResolveError::Elf)?,
-        };
         if !root.info.kind.is_dynamic() {
             return Err(ResolveError::NotDynamic(root.info.kind.name()));
         }
@@ -404,7 +397,7 @@ impl Resolver {
             mut warnings,
             ..
         } = w;
-        let closure_warnings = closure_warnings(&self.opts.store, &file, &libraries);
+        let closure_warnings = closure_warnings(&self.opts.store, file, &libraries);
         warnings.extend(closure_warnings);
         Ok(Closure {
             file: file_str,
@@ -783,6 +776,12 @@ fn closure_warnings(store: &StoreDir, root: &Path, libs: &[Library]) -> Vec<Warn
         }
     }
     out
+}
+
+/// The path the loader knows a root file by: every symlink resolved (or, where that fails,
+/// at least absolute).
+pub fn real_path(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path))
 }
 
 /// `path` made absolute against the current directory, without resolving symlinks or `..`.

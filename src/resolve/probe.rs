@@ -51,6 +51,14 @@ impl ProbeCache {
             .clone()
     }
 
+    /// Remembers what a caller already read at `path`, so resolution does not read it again.
+    pub fn insert(&self, path: &Path, probe: Probe) {
+        self.files
+            .write()
+            .unwrap()
+            .insert(path.to_path_buf(), probe);
+    }
+
     /// Names of the `glibc-hwcaps/<level>` subdirectories of `dir` (empty for most dirs).
     pub fn hwcaps_levels(&self, dir: &Path) -> Arc<Vec<String>> {
         if let Some(v) = self.hwcaps.read().unwrap().get(dir) {
@@ -74,15 +82,29 @@ impl ProbeCache {
 }
 
 fn probe_uncached(path: &Path) -> Probe {
-    match probe_file(path) {
-        Ok(o) => Probe::Found(o),
-        Err(ElfError::Io(e)) if skippable(&e) => Probe::Absent,
-        Err(e) => Probe::Invalid(Arc::new(e)),
+    Probe::from_result(probe_file(path))
+}
+
+impl Probe {
+    /// What a read of a candidate means to the loader.
+    pub fn from_result(read: Result<Arc<Object>, ElfError>) -> Probe {
+        match read {
+            Ok(o) => Probe::Found(o),
+            Err(ElfError::Io(e)) if skippable(&e) => Probe::Absent,
+            Err(e) => Probe::Invalid(Arc::new(e)),
+        }
     }
 }
 
 /// Opens and parses one file, uncached: for root files, whose errors are the user's.
 pub fn probe_file(path: &Path) -> Result<Arc<Object>, ElfError> {
+    let (file, file_id) = open_file(path)?;
+    let info = read_elf_from(&file)?;
+    Ok(Arc::new(Object { info, file_id }))
+}
+
+/// Opens a file that is not a directory, with its `(st_dev, st_ino)`.
+pub fn open_file(path: &Path) -> Result<(File, (u64, u64)), ElfError> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
@@ -91,11 +113,7 @@ pub fn probe_file(path: &Path) -> Result<Arc<Object>, ElfError> {
             "is a directory",
         )));
     }
-    let info = read_elf_from(&file)?;
-    Ok(Arc::new(Object {
-        info,
-        file_id: (meta.dev(), meta.ino()),
-    }))
+    Ok((file, (meta.dev(), meta.ino())))
 }
 
 /// Errors on `open` after which glibc simply tries the next directory.

@@ -160,15 +160,12 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     })
 }
 
-/// The dynamic-linking facts a plan must start from: the file's own, or, when it carries
-/// our earlier stamp that can be undone, those of the original (a new plan replaces the old
-/// stamp instead of building on it). One read of the file either way.
-pub fn planning_info(path: &Path) -> Result<crate::elf::ElfInfo, WriteError> {
-    let file = File::open(path)?;
-    let ef = read_elf_file(&file)?;
-    match record::ours(&file, &ef)? {
-        record::Ours::Original(view) => Ok(crate::elf::read_elf_source(&view)?.info),
-        record::Ours::No | record::Ours::Changed => Ok(ef.info),
+/// The dynamic-linking facts of the original behind our own earlier stamp, if `file` carries
+/// one that can be undone (a new plan replaces the old stamp instead of building on it).
+pub fn original_info(file: &File, ef: &ElfFile) -> Result<Option<crate::elf::ElfInfo>, ElfError> {
+    match record::ours(file, ef)? {
+        record::Ours::Original(view) => Ok(Some(crate::elf::read_elf_source(&view)?.info)),
+        record::Ours::No | record::Ours::Changed => Ok(None),
     }
 }
 
