@@ -504,9 +504,25 @@ fn stamped_needed_is_the_closure_in_load_order() {
     let sa = refs(&sa);
     let order = common::paths(&tree(&c.app, &sa));
     assert_eq!(run_program(&c.app), (Some(0), "42\n".into()));
+    let runpath = common::readelf_runpath(&c.app);
+    assert!(runpath.is_some());
+    let vn_files = common::readelf_vn_files(&c.app);
+    assert!(vn_files.contains(&"libc.so.6".to_string()), "{vn_files:?}");
     assert_stamped(&c.app, &sa);
     assert_eq!(needed(&c.app, &sa), order);
     assert_eq!(run_program(&c.app), (Some(0), "42\n".into()));
+    // DT_RUNPATH is kept (dlopen of bare names still uses it); each `vn_file` names its
+    // library as the new DT_NEEDED entry does (glibc matches the two).
+    assert_eq!(common::readelf_runpath(&c.app), runpath);
+    let stamped = readelf_needed(&c.app);
+    let vn_after = common::readelf_vn_files(&c.app);
+    assert_eq!(vn_after.len(), vn_files.len(), "{vn_after:?}");
+    assert!(
+        vn_after
+            .iter()
+            .all(|f| f.starts_with('/') && stamped.contains(f)),
+        "{vn_after:?} vs DT_NEEDED {stamped:?}"
+    );
 }
 
 #[test]

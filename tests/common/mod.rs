@@ -385,6 +385,26 @@ pub fn first_load(file: &Path) -> (u64, String) {
         .unwrap()
 }
 
+/// The `vn_file` names of the version-needs table, as `readelf -V` shows them.
+pub fn readelf_vn_files(file: &Path) -> Vec<String> {
+    let out = run(Command::new("readelf").arg("-VW").arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(" File: "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The DT_RUNPATH string, as `readelf -d` shows it.
+pub fn readelf_runpath(file: &Path) -> Option<String> {
+    let out = run(Command::new("readelf").arg("-dW").arg(file));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("(RUNPATH)"))
+        .and_then(|l| l.split_once('[').and_then(|(_, r)| r.rsplit_once(']')))
+        .map(|(v, _)| v.to_string())
+}
+
 /// Whether a DT_NEEDED list is non-empty and all absolute paths.
 pub fn all_absolute(v: &[String]) -> bool {
     !v.is_empty() && v.iter().all(|n| n.starts_with('/'))
