@@ -15,8 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::stamp::policy;
-use super::{resolve_options, Outcome};
+use super::{policy, resolve_options, Outcome};
 use crate::cli::FixupArgs;
 use crate::elf::Kind;
 use crate::plan::{self, NotPlanned, Plan, Refusal};

@@ -8,7 +8,8 @@ pub mod tree;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use crate::cli::ResolveArgs;
+use crate::cli::{PolicyArgs, ResolveArgs};
+use crate::plan::{Policy, DEFAULT_KEEP};
 use crate::resolve::Options;
 use crate::store::StoreDir;
 
@@ -61,5 +62,19 @@ pub fn print(text: &str) {
         }
         eprintln!("shrinkwrap: writing output: {e}");
         std::process::exit(1);
+    }
+}
+
+/// The stamping policy from the command line: the user's keep globs, plus the default keep
+/// list unless `--no-default-keep`.
+pub fn policy(args: &PolicyArgs) -> Policy {
+    let mut keep = args.keep.clone();
+    if !args.no_default_keep {
+        keep.extend(DEFAULT_KEEP.iter().map(|s| s.to_string()));
+    }
+    Policy {
+        keep,
+        allow_missing: args.allow_missing.clone(),
+        allow_soname_collision: args.allow_soname_collision,
     }
 }

@@ -4,26 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{print, resolve_options, Outcome};
-use crate::cli::{PolicyArgs, StampArgs};
+use super::{policy, print, resolve_options, Outcome};
+use crate::cli::StampArgs;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
 use crate::write::{self, WriteError};
-
-/// Policy from the command line.
-pub fn policy(args: &PolicyArgs) -> Policy {
-    let mut p = if args.no_default_keep {
-        Policy {
-            keep: args.keep.clone(),
-            ..Policy::default()
-        }
-    } else {
-        Policy::with_default_keep(args.keep.clone())
-    };
-    p.allow_missing = args.allow_missing.clone();
-    p.allow_soname_collision = args.allow_soname_collision;
-    p
-}
 
 /// What happened to one file.
 enum Done {

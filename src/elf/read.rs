@@ -33,7 +33,8 @@ pub fn read_elf_file(file: &File) -> Result<ElfFile, ElfError> {
     read_elf_source(file)
 }
 
-/// Where ELF bytes come from: a file, or a view of one (see `write::original_view`).
+/// Where ELF bytes come from: a file, or a view of one (the original behind our own stamp,
+/// `write::record::Original`).
 pub trait Source {
     fn size(&self) -> std::io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
@@ -54,8 +55,8 @@ pub fn read_elf_source(src: &dyn Source) -> Result<ElfFile, ElfError> {
     Reader { file: src, size }.read()
 }
 
-/// `(address, file offset, length)` of a table in the file.
-pub type Region = (u64, u64, u64);
+/// `(file offset, length)` of a table in the file.
+pub type Region = (u64, u64);
 
 /// An ELF file's dynamic-linking structures, as read.
 #[derive(Debug)]
@@ -70,7 +71,7 @@ pub struct ElfFile {
     /// The dynamic string table and its address.
     pub dynstr: Vec<u8>,
     pub dynstr_addr: u64,
-    /// `(address, file offset, length)` of the version-needs table, all entries included.
+    /// `(file offset, length)` of the version-needs table, all entries included.
     pub verneed: Option<Region>,
     /// Section headers, empty when the file has none (or they are unreadable).
     pub shdrs: Vec<SectionHeader>,
@@ -458,7 +459,7 @@ impl Reader<'_> {
             }
             off += u64::from(next);
         }
-        Ok((needs, (addr, start, end - start)))
+        Ok((needs, (start, end - start)))
     }
 }
 

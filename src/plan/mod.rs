@@ -36,17 +36,6 @@ pub struct Policy {
     pub allow_soname_collision: bool,
 }
 
-impl Policy {
-    /// A policy with the default keep list plus `keep`.
-    pub fn with_default_keep(mut keep: Vec<String>) -> Policy {
-        keep.extend(DEFAULT_KEEP.iter().map(|s| s.to_string()));
-        Policy {
-            keep,
-            ..Policy::default()
-        }
-    }
-}
-
 /// One DT_NEEDED entry of the planned file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Needed {

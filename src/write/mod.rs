@@ -549,7 +549,7 @@ fn new_verneed(
     needed: &[String],
     offsets: &HashMap<&str, u64>,
 ) -> Result<Option<Vec<u8>>, WriteError> {
-    let Some((_, off, len)) = ef.verneed else {
+    let Some((off, len)) = ef.verneed else {
         return Ok(None);
     };
     let mut v = vec![0u8; len as usize];

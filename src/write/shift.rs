@@ -144,7 +144,7 @@ pub fn build(
         (hdr.e_phoff, phent * u64::from(hdr.e_phnum)),
         (dyn_ph.p_offset, capacity * dyn_size),
     ];
-    if let Some((_, off, len)) = ef.verneed {
+    if let Some((off, len)) = ef.verneed {
         regions.push((off, len));
     }
     let mut patches = Vec::new();
@@ -204,7 +204,7 @@ pub fn build(
     ));
 
     // `.gnu.version_r`, in place.
-    if let (Some(v), Some((_, off, _))) = (new_verneed(file, ef, needed, &offsets)?, ef.verneed) {
+    if let (Some(v), Some((off, _))) = (new_verneed(file, ef, needed, &offsets)?, ef.verneed) {
         edits.push((off, v));
     }
 
