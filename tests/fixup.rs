@@ -1015,3 +1015,52 @@ fn report_names_a_file_whose_name_is_not_utf8() {
         assert!(all_absolute(&readelf_needed(&program)));
     }
 }
+
+#[test]
+fn a_cycle_closed_by_an_existing_runpath_is_refused_one_already_there_is_not_ours() {
+    // $lib/lib/liba.so already refers to $out (its RUNPATH). Stamping $out/bin/p with liba's
+    // path adds $out -> $lib: a cycle, refused before anything is written.
+    let st = Store::new();
+    let out = st.package("out");
+    let lib = st.package("lib");
+    let liba = Cc::new("cc", "int a(void) { return 1; }\n", lib.join("lib/liba.so"))
+        .shared(Some("liba.so"))
+        .runpath(&out.join("lib").display().to_string())
+        .build();
+    let src = "int a(void);\nint main(void) { return a() - 1; }\n";
+    let p = Cc::new("cc", src, out.join("bin/p")).link(&liba).build();
+    let before = std::fs::read(&p).unwrap();
+    let store = st.store.display().to_string();
+    let fixup = |dirs: &[&Path]| {
+        let o = run(common::shrinkwrap()
+            .args(["fixup", "--quiet", "--store-dir", &store])
+            .args(dirs));
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = fixup(&[&out, &lib]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refer to each other"), "{err}");
+    assert!(
+        err.contains(&format!("{} would need {}", p.display(), liba.display())),
+        "{err}"
+    );
+    assert!(err.contains("nothing was stamped"), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), before, "p was written");
+
+    // When p already refers to $lib (its own RUNPATH), the cycle is there before stamping:
+    // not ours to refuse, and stamping adds nothing to it.
+    let p = Cc::new("cc", src, out.join("bin/p"))
+        .runpath(&lib.join("lib").display().to_string())
+        .link(&liba)
+        .build();
+    let (code, err) = fixup(&[&out, &lib]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        all_absolute(&readelf_needed(&p)),
+        "{:?}",
+        readelf_needed(&p)
+    );
+}
