@@ -735,23 +735,7 @@ fn stamped_fixture_makes_no_failed_library_lookups() {
     }
     let f = build();
     let program = f.program("wide-runpath");
-    let trace = |p: &Path| -> Vec<String> {
-        let log = f.store.scratch().join("strace.log");
-        let out = run(std::process::Command::new("strace")
-            .args(["-f", "-e", "trace=openat,open,stat,newfstatat,access", "-o"])
-            .arg(&log)
-            .arg(p));
-        assert!(out.status.success());
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            // Library lookups only: the loader always checks for /etc/ld.so.preload.
-            .filter(|l| {
-                l.contains(".so") && l.contains("= -1 ENOENT") && !l.contains("ld.so.preload")
-            })
-            .map(str::to_string)
-            .collect()
-    };
+    let trace = |p: &Path| common::lookups(&f.store.scratch(), p).1;
     // Unstamped, the 32 RUNPATH directories cost failed probes; stamped, none.
     let before = trace(program);
     assert!(

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{all_absolute, have, loader_paths, readelf_needed, run};
+use common::{all_absolute, have, loader_paths, lookups, readelf_needed, run};
 
 const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -205,35 +205,6 @@ impl Drop for Builds {
                 .output();
         }
     }
-}
-
-/// Runs `prog` under strace, with an empty environment; returns what it printed and every
-/// library lookup that failed (ENOENT on a path naming a `.so`, /etc/ld.so.preload aside).
-fn lookups(tmp: &Path, prog: &Path) -> (String, Vec<String>) {
-    let trace = tmp.join("strace.out");
-    let out = run(Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace)
-        .args(["-e", "trace=openat,open,stat,newfstatat,access"])
-        .arg(prog)
-        .env_clear());
-    assert!(
-        out.status.success(),
-        "{} under strace: {}",
-        prog.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&trace).unwrap();
-    let failed = text
-        .lines()
-        .filter(|l| l.contains("ENOENT"))
-        .filter(|l| {
-            let path = l.split('"').nth(1).unwrap_or("");
-            path.contains(".so") && path != "/etc/ld.so.preload"
-        })
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), failed)
 }
 
 /// Runs `prog`; returns what it printed.

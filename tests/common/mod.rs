@@ -405,6 +405,35 @@ pub fn readelf_runpath(file: &Path) -> Option<String> {
         .map(|(v, _)| v.to_string())
 }
 
+/// Runs `prog` under strace, with an empty environment; returns what it printed and every
+/// library lookup that failed (ENOENT on a path naming a `.so`, /etc/ld.so.preload aside).
+pub fn lookups(tmp: &Path, prog: &Path) -> (String, Vec<String>) {
+    let trace = tmp.join("strace.out");
+    let out = run(Command::new("strace")
+        .args(["-f", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=openat,open,stat,newfstatat,access"])
+        .arg(prog)
+        .env_clear());
+    assert!(
+        out.status.success(),
+        "{} under strace: {}",
+        prog.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let failed = text
+        .lines()
+        .filter(|l| l.contains("ENOENT"))
+        .filter(|l| {
+            let path = l.split('"').nth(1).unwrap_or("");
+            path.contains(".so") && path != "/etc/ld.so.preload"
+        })
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), failed)
+}
+
 /// Whether a DT_NEEDED list is non-empty and all absolute paths.
 pub fn all_absolute(v: &[String]) -> bool {
     !v.is_empty() && v.iter().all(|n| n.starts_with('/'))
