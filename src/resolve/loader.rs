@@ -26,8 +26,10 @@ pub struct LoaderConfig {
     pub platform: String,
     /// True when the loader could not be asked and this is an educated guess.
     pub guessed: bool,
-    /// The loader's own ELF facts, when it could be read (it is the first loaded object).
-    pub object: Option<Arc<super::probe::Object>>,
+    /// The loader's own ELF facts (it is the first loaded object). Where its file cannot be
+    /// read here (another machine's loader), it is still loaded at run time: a stand-in,
+    /// named by the file name of PT_INTERP.
+    pub object: Arc<super::probe::Object>,
 }
 
 impl LoaderConfig {
@@ -49,6 +51,7 @@ impl LoaderConfig {
             }
         };
         let cache = Arc::new(cache_path.as_deref().map(LdCache::load).unwrap_or_default());
+        let object = object.unwrap_or_else(|| stand_in(interpreter, main));
         LoaderConfig {
             interpreter: interpreter.to_string(),
             lib: lib_token(&system_dirs),
@@ -60,6 +63,27 @@ impl LoaderConfig {
             object,
         }
     }
+}
+
+/// A loader that cannot be read, as an object like `main` (same class and machine) whose
+/// soname is the file name of its path.
+fn stand_in(interpreter: &str, main: &ElfInfo) -> Arc<super::probe::Object> {
+    let base = interpreter.rsplit('/').next().unwrap_or(interpreter);
+    Arc::new(super::probe::Object {
+        info: ElfInfo {
+            needed: Vec::new(),
+            soname: Some(base.to_string()),
+            interpreter: None,
+            rpath: None,
+            runpath: None,
+            flags_1: 0,
+            version_needs: Vec::new(),
+            kind: Kind::SharedLibrary,
+            ..main.clone()
+        },
+        // Matches no real file.
+        file_id: (u64::MAX, u64::MAX),
+    })
 }
 
 /// Only run a file we are fairly sure is a glibc loader: the interpreter path of an untrusted

@@ -356,27 +356,8 @@ impl Resolver {
             warnings,
         };
         // The loader maps itself before anything else, under its PT_INTERP name and soname.
-        // Where its file cannot be read here (another machine's loader), it is still loaded
-        // at run time: stand in for it, named by the file name of PT_INTERP.
         if let Some(l) = &loader {
-            let obj = l.object.clone().unwrap_or_else(|| {
-                let base = l.interpreter.rsplit('/').next().unwrap_or(&l.interpreter);
-                Arc::new(Object {
-                    info: ElfInfo {
-                        needed: Vec::new(),
-                        soname: Some(base.to_string()),
-                        interpreter: None,
-                        rpath: None,
-                        runpath: None,
-                        flags_1: 0,
-                        version_needs: Vec::new(),
-                        kind: crate::elf::Kind::SharedLibrary,
-                        ..root.info.clone()
-                    },
-                    // Matches no real file.
-                    file_id: (u64::MAX, u64::MAX),
-                })
-            });
+            let obj = l.object.clone();
             let mut names = vec![l.interpreter.clone()];
             names.extend(obj.info.soname.clone());
             w.nodes.push(Node {
