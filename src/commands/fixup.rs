@@ -321,7 +321,8 @@ fn plan_one(
     };
     // Walked from real roots without following symlinks: `c.path` is real already.
     plan::plan_read(resolver, policy, &c.path, read).map_err(|e| match e {
-        NotPlanned::NothingToDo(_) => Result_::Skipped("static"),
+        // Not reached (the kinds are checked above), but never mislabelled.
+        NotPlanned::NothingToDo(kind) => Result_::Skipped(kind),
         NotPlanned::Refused(Refusal::Missing(list)) => Result_::Failed(
             format!("not stamped: {} missing (listed below)", list.len()),
             list,
