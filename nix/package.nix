@@ -1,9 +1,12 @@
 # The shrinkwrap command-line tool.
 { lib, rustPlatform }:
 
+let
+  cargo = (lib.importTOML ../Cargo.toml).package;
+in
 rustPlatform.buildRustPackage {
-  pname = "shrinkwrap";
-  version = "0.1.0";
+  pname = cargo.name;
+  inherit (cargo) version;
 
   src = lib.fileset.toSource {
     root = ../.;
@@ -20,7 +23,7 @@ rustPlatform.buildRustPackage {
   doCheck = false;
 
   meta = {
-    description = "Stamp ELF files with their whole shared-library closure as absolute paths, so the loader searches for nothing";
+    inherit (cargo) description;
     license = lib.licenses.mit;
     mainProgram = "shrinkwrap";
     platforms = lib.platforms.linux;

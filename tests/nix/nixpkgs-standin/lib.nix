@@ -12,5 +12,6 @@ rec {
     unions = paths: paths;
     toSource = { root, fileset }: root;
   };
+  importTOML = path: builtins.fromTOML (builtins.readFile path);
   getExe = drv: "${drv}/bin/${drv.meta.mainProgram}";
 }
