@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -332,20 +332,10 @@ fn plan_one(
 }
 
 /// Writes one planned file; a read-only file is made writable for the write and gets its
-/// mode back.
+/// mode back (under the file's lock, so runs at the same time never see the borrowed mode).
 fn write_one(c: &Candidate, plan: Plan) -> Result_ {
     let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
-    let read_only = c.mode & 0o200 == 0;
-    if read_only {
-        let perms = std::fs::Permissions::from_mode((c.mode | 0o200) & 0o7777);
-        if let Err(e) = std::fs::set_permissions(&c.path, perms) {
-            return failed(e);
-        }
-    }
-    let result = write::stamp_file(&c.path, &values);
-    if read_only {
-        let _ = std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(c.mode & 0o7777));
-    }
+    let result = write::stamp_file_as(&c.path, &values, write::ReadOnly::MakeWritable);
     match result {
         Ok(write::Outcome::Stamped { .. }) => Result_::Stamped(plan),
         Ok(write::Outcome::Unchanged) => Result_::Unchanged(plan),

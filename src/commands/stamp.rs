@@ -87,7 +87,12 @@ fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Ou
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     // The name a killed run's leftover has everywhere, so `fixup` passes it over.
     let tmp: PathBuf = dir.join(write::temp_name(&name));
-    std::fs::copy(file, &tmp)?;
+    // Copied under a shared lock, so never half of another run's stamp.
+    let src = write::open_locked(file, write::Lock::Shared)?;
+    let mut dst = std::fs::File::create(&tmp)?;
+    std::io::copy(&mut &src, &mut dst)?;
+    dst.set_permissions(src.metadata()?.permissions())?;
+    drop((src, dst));
     let result = write::stamp_file(&tmp, values).and_then(|o| {
         std::fs::rename(&tmp, target)?;
         Ok(o)

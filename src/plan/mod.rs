@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::elf::{read_elf_file, ElfError, ElfInfo};
-use crate::resolve::{open_file, real_path, Closure, Object, ResolveError, Resolver, Via, Warning};
+use crate::resolve::{real_path, Closure, Object, ResolveError, Resolver, Via, Warning};
 
 /// Driver libraries that come from the running system, never from the closure (on NixOS they
 /// live in /run/opengl-driver/lib). Left as bare sonames, and not lifted.
@@ -132,7 +132,7 @@ pub struct Read {
 
 /// Opens and parses `path` once, for planning.
 pub fn read(path: &Path) -> Result<Read, ElfError> {
-    let (file, file_id) = open_file(path)?;
+    let (file, file_id) = crate::write::open_to_read(path)?;
     let ef = read_elf_file(&file)?;
     let original = crate::write::original_info(&file, &ef)?;
     Ok(Read {

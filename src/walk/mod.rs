@@ -81,12 +81,20 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     for e in entries {
-        let e = e?;
-        let t = e.file_type()?;
-        if t.is_dir() {
-            collect(&e.path(), out)?;
-        } else if t.is_file() {
-            out.push(e.path());
+        // Another run may rename or delete files while we walk (its temporary files, the old
+        // file it swapped a new one for): what is gone by the time we look was never ours.
+        let t = match e.and_then(|e| Ok((e.file_type()?, e.path()))) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match t {
+            (t, path) if t.is_dir() => match collect(&path, out) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            },
+            (t, path) if t.is_file() => out.push(path),
+            _ => {}
         }
     }
     Ok(())

@@ -12,17 +12,19 @@
 //! later run can recognise its own work, restore the original, and stamp afresh rather than
 //! stacking stamps.
 
+mod lock;
 mod record;
 mod replace;
 mod shift;
 
+pub use lock::{open_locked, open_to_read, Lock};
 pub use replace::{is_temp_name, temp_name};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use goblin::container::{Container, Ctx};
@@ -89,15 +91,40 @@ impl From<ElfError> for WriteError {
     }
 }
 
+/// What to do with a file whose mode does not let its owner write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// Fail with "Permission denied", as any write would (`stamp`: the mode is the user's say).
+    Refuse,
+    /// Make it writable for the moment it takes to open it, then give it its mode back
+    /// (`fixup`: build outputs are the builder's own files).
+    MakeWritable,
+}
+
 /// Stamps `path` so its DT_NEEDED entries are exactly `needed`: the first entries replace the
 /// existing slots in order, the rest are inserted after them. In place, or, for a non-PIE
-/// executable the shifted layout grows less, by replacing the file (`shift.rs`).
+/// executable the shifted layout grows less, by replacing the file (`shift.rs`). A read-only
+/// file is refused.
 pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError> {
-    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    stamp_file_as(path, needed, ReadOnly::Refuse)
+}
+
+/// [`stamp_file`], with `read_only` saying what to do with a read-only file. The whole
+/// read-plan-write runs under an exclusive lock on the file (`lock.rs`): what is written
+/// depends only on bytes read under it, whatever other runs do at the same time.
+pub fn stamp_file_as(
+    path: &Path,
+    needed: &[String],
+    read_only: ReadOnly,
+) -> Result<Outcome, WriteError> {
+    // Held until we return: no other run reads or writes the file meanwhile.
+    let locked = lock::open_locked(path, Lock::Exclusive)?;
+    let file = open_for_writing(path, &locked, read_only)?;
     replace::clear_leftover(path);
     let mut ef = read_elf_file(&file)?;
     if let Some(original_size) = record::unfinished_tail(&file, &ef)? {
-        // A run was killed before its commit: the appended bytes are not referenced.
+        // A run was killed before its commit: the appended bytes are not referenced, and no
+        // live run is appending them (it would hold the lock).
         file.set_len(original_size)?;
         ef = read_elf_file(&file)?;
     }
@@ -107,24 +134,22 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
     // stacks stamps and the result depends only on the original and the plan.
     let restored = match record::ours(&file, &ef)? {
-        record::Ours::No => false,
-        record::Ours::Original(original) => {
-            original.restore(path)?;
-            true
-        }
+        record::Ours::No => None,
+        record::Ours::Original(original) => Some(original.restore(path)?),
         record::Ours::Changed => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
             ))
         }
     };
-    let (file, ef) = if restored {
-        // Restoring a shifted stamp replaced the file.
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let ef = read_elf_file(&file)?;
-        (file, ef)
-    } else {
-        (file, ef)
+    let (file, ef) = match restored {
+        None => (file, ef),
+        // Restoring a shifted stamp replaced the file: the new one comes back locked.
+        Some(replaced) => {
+            let file = replaced.unwrap_or(file);
+            let ef = read_elf_file(&file)?;
+            (file, ef)
+        }
     };
 
     // The in-place layout, unless shifting a non-PIE executable grows it less.
@@ -158,6 +183,38 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     Ok(Outcome::Stamped {
         grew_by: new_size.saturating_sub(original_size),
     })
+}
+
+/// A descriptor to write `path` through; `locked`, open on the same file, holds its lock.
+fn open_for_writing(path: &Path, locked: &File, read_only: ReadOnly) -> Result<File, WriteError> {
+    let open = || OpenOptions::new().read(true).write(true).open(path);
+    let file = match open() {
+        Ok(f) => f,
+        Err(e)
+            if e.kind() == io::ErrorKind::PermissionDenied
+                && read_only == ReadOnly::MakeWritable =>
+        {
+            let mode = locked.metadata()?.mode() & 0o7777;
+            if mode & 0o200 != 0 {
+                return Err(e.into());
+            }
+            // Changed and given back under the lock, so another run never takes the
+            // borrowed write bit for the file's own; the descriptor keeps its write access.
+            locked.set_permissions(Permissions::from_mode(mode | 0o200))?;
+            let file = open();
+            locked.set_permissions(Permissions::from_mode(mode))?;
+            file?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Under our lock no run replaces the file; anything else that did is not ours to stamp.
+    let (a, b) = (file.metadata()?, locked.metadata()?);
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return Err(WriteError::Io(io::Error::other(
+            "it was replaced by another program while being stamped",
+        )));
+    }
+    Ok(file)
 }
 
 /// The dynamic-linking facts of the original behind our own earlier stamp, if `file` carries

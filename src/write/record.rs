@@ -226,14 +226,15 @@ pub struct Original<'a> {
 
 impl Original<'_> {
     /// Puts the original back at `path`: in place (the saved header bytes, and the original
-    /// length) for an in-place stamp; as a new file renamed over the old for a shifted one.
-    pub fn restore(&self, path: &std::path::Path) -> Result<(), super::WriteError> {
+    /// length) for an in-place stamp; as a new file renamed over the old for a shifted one,
+    /// which is returned, open for writing and locked.
+    pub fn restore(&self, path: &std::path::Path) -> Result<Option<File>, super::WriteError> {
         if self.inserted == 0 {
             for (off, bytes) in &self.patches {
                 self.file.write_all_at(bytes, *off)?;
             }
             self.file.set_len(self.size)?;
-            return Ok(());
+            return Ok(None);
         }
         let at = self.at;
         let rewrite = super::replace::Rewrite {
@@ -246,7 +247,7 @@ impl Original<'_> {
             ],
             patches: self.patches.clone(),
         };
-        super::replace::replace_file(path, self.file, &rewrite, |_| Ok(()))
+        super::replace::replace_file(path, self.file, &rewrite, |_| Ok(())).map(Some)
     }
 }
 

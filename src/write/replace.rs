@@ -10,6 +10,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::lock::{flock, Lock};
 use super::{align, WriteError};
 
 /// Chunk size for copies through a buffer.
@@ -30,13 +31,14 @@ pub enum Piece {
 /// Replaces the file at `path` (open as `current`) with `rewrite`: written to a new file
 /// beside it with the same owner and mode, checked by `verify`, then renamed over it.
 /// [`WriteError::KeepInPlace`] when the file has other hard links or extended attributes, or
-/// the new file cannot get its owner or be created.
+/// the new file cannot get its owner or be created. The caller holds the lock on `current`;
+/// the new file, returned, is locked before it is swapped in (`lock.rs`).
 pub fn replace_file(
     path: &Path,
     current: &File,
     rewrite: &Rewrite,
     verify: impl FnOnce(&File) -> Result<(), WriteError>,
-) -> Result<(), WriteError> {
+) -> Result<File, WriteError> {
     let meta = current.metadata()?;
     if meta.nlink() != 1 {
         return Err(WriteError::KeepInPlace("it has other hard links".into()));
@@ -69,6 +71,9 @@ pub fn replace_file(
         Err(e) => return Err(e.into()),
     };
     let result = (|| {
+        // Another run may open the new file as soon as it is at `path`: it must wait until
+        // the old one is cleared from the temporary name, or it could clear our next one.
+        flock(&out, Lock::Exclusive)?;
         let mut at = 0;
         for piece in &rewrite.pieces {
             match piece {
@@ -93,7 +98,7 @@ pub fn replace_file(
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| out)
 }
 
 /// Copies `len` bytes from `from` in `src` to `to` in `dst`. A large copy is split across the

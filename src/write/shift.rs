@@ -470,4 +470,5 @@ pub fn write(
         }
         Ok(())
     })
+    .map(drop)
 }

@@ -1,0 +1,86 @@
+//! Keeping runs that overlap apart. Every run that stamps a file holds an exclusive `flock` on
+//! it from before it reads the file until after its last write; a run that only reads a file
+//! to plan holds a shared one while it reads. So no run reads half a stamp, two runs never
+//! write one file at once, and an unreferenced tail found under the exclusive lock can only be
+//! a killed run's (a live one would hold the lock).
+//!
+//! A lock belongs to an inode, and the shifted layout puts a new inode at the path. A run
+//! that waited for the old inode's lock finds the path naming another file once it gets it:
+//! it lets go and starts again with the file the path names now. The run that swaps a new
+//! file in locks that new file before the swap and keeps the lock until it has cleared the
+//! old one away, so nobody sees the new file before it is finished with.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Shared (reading) or exclusive (stamping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Shared,
+    Exclusive,
+}
+
+/// How often the path may turn out to name a new file before we give up: each retry means
+/// another run finished a stamp, so this bounds nothing a real run would reach.
+const MAX_RETRIES: usize = 1000;
+
+/// Opens `path` for reading and locks it, waiting for other runs; the path is checked to
+/// still name the locked file. The lock lasts as long as the returned `File`.
+pub fn open_locked(path: &Path, lock: Lock) -> io::Result<File> {
+    for _ in 0..MAX_RETRIES {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
+        }
+        // Devices and pipes are never stamped, so never swapped: nothing to wait for.
+        if !meta.is_file() {
+            return Ok(file);
+        }
+        flock(&file, lock)?;
+        if names(path, &file)? {
+            return Ok(file);
+        }
+    }
+    Err(io::Error::other(
+        "the file kept being replaced while waiting for its lock",
+    ))
+}
+
+/// [`open_locked`] with a shared lock, and the file's `(st_dev, st_ino)`: what planning reads
+/// a file through, so it never sees half a stamp.
+pub fn open_to_read(path: &Path) -> Result<(File, (u64, u64)), crate::elf::ElfError> {
+    let file = open_locked(path, Lock::Shared)?;
+    let meta = file.metadata()?;
+    Ok((file, (meta.dev(), meta.ino())))
+}
+
+/// Takes `lock` on `file`, waiting as long as another run holds a conflicting one.
+pub fn flock(file: &File, lock: Lock) -> io::Result<()> {
+    let op = match lock {
+        Lock::Shared => libc::LOCK_SH,
+        Lock::Exclusive => libc::LOCK_EX,
+    };
+    loop {
+        // SAFETY: a valid open descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether `path` names the same inode as the open `file`.
+pub fn names(path: &Path, file: &File) -> io::Result<bool> {
+    let (a, b) = (std::fs::metadata(path)?, file.metadata()?);
+    Ok((a.dev(), a.ino()) == (b.dev(), b.ino()))
+}
