@@ -16,8 +16,10 @@
 # Shell functions:
 #   addShrinkwrapSearchPath DIR...   more library directories to resolve against.
 #                             use: preFixup = "addShrinkwrapSearchPath $out/libexec/lib";
-#   shrinkwrap PATH...        run it by hand, with the same options, on other paths.
-#                             use: postInstall = "shrinkwrap $out/opt/app";
+#   shrinkwrap PATH...        run it by hand, with the same options, on other paths; from
+#                             postFixup, after patchelf --shrink-rpath (which would delete
+#                             the RUNPATH of a file stamped before it) and strip.
+#                             use: postFixup = "shrinkwrap $out/opt/app";
 
 shrinkwrapSearchPath=()
 

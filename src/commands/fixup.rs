@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::{policy, resolve_options, Outcome};
+use super::{checked_options, nothing_to_stamp, policy, Outcome};
 use crate::cli::FixupArgs;
 use crate::elf::Kind;
 use crate::plan::{self, NotPlanned, Plan, Refusal};
@@ -60,6 +60,21 @@ pub fn run(args: &FixupArgs) -> Outcome {
 
 fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     let start = Instant::now();
+    // The options are checked before anything is written: found out only at the end, a bad
+    // one would fail a run that had stamped everything.
+    let options = match checked_options(&args.resolve) {
+        Ok(o) => o,
+        Err(outcome) => return outcome,
+    };
+    if let Some(path) = &args.report {
+        if let Err(e) = check_writable(path) {
+            eprintln!(
+                "shrinkwrap: --report {}: {e}; nothing was stamped",
+                path.display()
+            );
+            return Outcome::Usage;
+        }
+    }
     // Absolute, real paths: they end up in DT_NEEDED.
     let roots: Vec<std::path::PathBuf> = args
         .dirs
@@ -76,17 +91,20 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
     let log = !args.quiet;
     if log {
+        // Every ELF file found, as the summary accounts for them (the walk's skipped ones too).
+        let found = tree.candidates.len() + tree.skipped.len();
         eprintln!(
-            "shrinkwrap: fixing up {} ELF files in {} with {jobs} jobs",
-            tree.candidates.len(),
-            dirs.join(" ")
+            "shrinkwrap: fixing up {} in {} with {}",
+            count(found, "ELF file"),
+            dirs.join(" "),
+            count(jobs, "job")
         );
     }
 
     // Phase 1: read every candidate once: its own facts go into the cache resolution uses,
     // and those a plan starts from are kept for phase 2. Index the trees' own libraries so
     // they win over everything else.
-    let mut resolver = Resolver::new(resolve_options(&args.resolve));
+    let mut resolver = Resolver::new(options);
     let (probes, reads): (Vec<Probe>, Vec<Option<plan::Read>>) = tree
         .candidates
         .par_iter()
@@ -135,7 +153,7 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         .zip(planned)
         .map(|(c, p)| {
             let r = match p {
-                Ok(plan) => write_one(c, plan),
+                Ok(plan) => write_one(c, plan, &policy),
                 Err(r) => r,
             };
             bar.inc(1);
@@ -333,12 +351,16 @@ fn plan_one(
 
 /// Writes one planned file; a read-only file is made writable for the write and gets its
 /// mode back (under the file's lock, so runs at the same time never see the borrowed mode).
-fn write_one(c: &Candidate, plan: Plan) -> Result_ {
+fn write_one(c: &Candidate, plan: Plan, policy: &plan::Policy) -> Result_ {
     let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
     let result = write::stamp_file_as(&c.path, &values, write::ReadOnly::MakeWritable);
     match result {
         Ok(write::Outcome::Stamped { .. }) => Result_::Stamped(plan),
-        Ok(write::Outcome::Unchanged) => Result_::Unchanged(plan),
+        Ok(write::Outcome::Unchanged) => match nothing_to_stamp(&plan, policy) {
+            // Never stamped, and nothing to stamp: not "already stamped".
+            Some(why) => Result_::Skipped(why),
+            None => Result_::Unchanged(plan),
+        },
         Err(e) => failed(e),
     }
 }
@@ -419,9 +441,27 @@ impl Summary {
             format!(": {}", reasons.join(", "))
         };
         format!(
-            "shrinkwrap: stamped {} files ({} already stamped; {skipped} skipped{reasons}; {} failed) in {secs:.2}s",
-            self.stamped, self.unchanged, self.failed
+            "shrinkwrap: stamped {} ({} already stamped; {skipped} skipped{reasons}; {} failed) in {secs:.2}s",
+            count(self.stamped, "file"), self.unchanged, self.failed
         )
+    }
+}
+
+/// `1 file`, `2 files`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Whether `path` can be written (created, if it does not exist), without changing it.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    use std::fs::OpenOptions;
+    match OpenOptions::new().append(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OpenOptions::new().write(true).create_new(true).open(path)?;
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -1,15 +1,27 @@
 //! One module per subcommand: each glues the pipeline stages together for its command and
 //! decides its exit status.
 
+/// `eprintln!` for every command, without its panic when stderr is a closed pipe
+/// (`shrinkwrap fixup … 2>&1 | head -1`): the message is dropped, the run goes on, and the exit
+/// code still says how it went. It shadows the standard macro in this module and every command
+/// module below, so no message can bring the panic back.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        $crate::commands::to_stderr(&format!($($arg)*))
+    };
+}
+
 pub mod fixup;
 pub mod stamp;
 pub mod tree;
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use crate::cli::{PolicyArgs, ResolveArgs};
-use crate::plan::{Policy, DEFAULT_KEEP};
+use crate::elf::{read_elf_file, Kind};
+use crate::plan::{glob, Plan, Policy, DEFAULT_KEEP};
 use crate::resolve::Options;
 use crate::store::StoreDir;
 
@@ -37,7 +49,53 @@ pub fn pending(name: &str) -> Outcome {
     Outcome::Usage
 }
 
-/// Resolver options from the command line.
+/// One line on stderr; see the `eprintln!` above.
+pub fn to_stderr(line: &str) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Resolver options from the command line, once they are checked: an `--interpreter` that is
+/// not a dynamic loader is refused (one line on stderr, exit 2) before any file is read.
+pub fn checked_options(args: &ResolveArgs) -> Result<Options, Outcome> {
+    if let Some(path) = &args.interpreter {
+        if let Err(why) = check_interpreter(path) {
+            eprintln!("shrinkwrap: --interpreter {path}: {why}");
+            return Err(Outcome::Usage);
+        }
+    }
+    Ok(resolve_options(args))
+}
+
+/// Whether `path` can be a dynamic loader: an ELF shared object with an entry point that needs
+/// nothing and names no interpreter of its own (glibc's `ld.so`, musl's `libc.so`). Anything
+/// else would be resolved, and stamped, as the loader: a program stamped with a library there
+/// dies at its first instruction.
+fn check_interpreter(path: &str) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let ef = read_elf_file(&file).map_err(|e| format!("not a dynamic loader: {e}"))?;
+    let info = &ef.info;
+    if info.kind != Kind::SharedLibrary
+        || info.interpreter.is_some()
+        || !info.needed.is_empty()
+        || ef.header.e_entry == 0
+    {
+        return Err(format!(
+            "not a dynamic loader (a {} that {}); a loader is a shared object with an entry point, no PT_INTERP and no DT_NEEDED, like /lib64/ld-linux-x86-64.so.2",
+            info.kind.name(),
+            if let Some(i) = &info.interpreter {
+                format!("is loaded by {i}")
+            } else if !info.needed.is_empty() {
+                format!("needs {}", info.needed.join(", "))
+            } else {
+                "has no entry point".to_string()
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// Resolver options from the command line, unchecked.
 pub fn resolve_options(args: &ResolveArgs) -> Options {
     Options {
         search: args.search.clone(),
@@ -76,5 +134,27 @@ pub fn policy(args: &PolicyArgs) -> Policy {
         keep,
         allow_missing: args.allow_missing.clone(),
         allow_soname_collision: args.allow_soname_collision,
+    }
+}
+
+/// Why a file whose stamp left it as it was had nothing to stamp, when that is the reason
+/// (`None`: its stamp was already there). Said instead of "already stamped", which would be
+/// false for a file that never was.
+pub fn nothing_to_stamp(plan: &Plan, policy: &Policy) -> Option<&'static str> {
+    if plan.needed.is_empty() {
+        return Some("no dependencies");
+    }
+    let as_it_is = |n: &crate::plan::Needed| n.original.as_deref() == Some(n.value.as_str());
+    if !plan.needed.iter().all(as_it_is) {
+        return None;
+    }
+    if plan
+        .needed
+        .iter()
+        .all(|n| glob::any(&policy.keep, &n.value))
+    {
+        Some("all dependencies kept")
+    } else {
+        Some("no entry to change")
     }
 }

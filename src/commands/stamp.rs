@@ -1,10 +1,11 @@
 //! `shrinkwrap stamp`: resolve, plan and write each file.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{policy, print, resolve_options, Outcome};
+use super::{checked_options, nothing_to_stamp, policy, print, Outcome};
 use crate::cli::StampArgs;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
@@ -12,29 +13,43 @@ use crate::write::{self, WriteError};
 
 /// What happened to one file.
 enum Done {
-    Stamped { plan: Plan, grew_by: u64 },
-    Unchanged { plan: Plan },
-    Planned { plan: Plan },
+    Stamped {
+        plan: Plan,
+        grew_by: u64,
+    },
+    /// Nothing was written: already stamped, or (`why`) the plan changes nothing.
+    Unchanged {
+        plan: Plan,
+        why: Option<&'static str>,
+    },
+    Planned {
+        plan: Plan,
+    },
     NothingToDo(&'static str),
-    Failed(String),
+    /// The file the error is about (FILE, or OUT for an error writing it) and why.
+    Failed(PathBuf, String),
 }
 
 /// Stamps every FILE (or writes one to `-o OUT`). Each failure is one line on stderr naming
-/// the file; the file is left untouched and the exit code is 1.
+/// the file it is about (OUT for an error writing it); the file is left untouched and the
+/// exit code is 1.
 pub fn run(args: &StampArgs) -> Outcome {
     if args.output.is_some() && args.files.len() != 1 {
         eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
         return Outcome::Usage;
     }
-    let resolver = Resolver::new(resolve_options(&args.resolve));
+    let resolver = match checked_options(&args.resolve) {
+        Ok(options) => Resolver::new(options),
+        Err(outcome) => return outcome,
+    };
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
     let mut reports = Vec::new();
     for file in &args.files {
         let target = args.output.clone().unwrap_or_else(|| file.clone());
         let done = stamp_one(&resolver, &policy, file, &target, args.dry_run);
-        if let Done::Failed(why) = &done {
-            eprintln!("shrinkwrap: {}: {why}", file.display());
+        if let Done::Failed(about, why) = &done {
+            eprintln!("shrinkwrap: {}: {why}", about.display());
             outcome = Outcome::FileFailed;
         }
         if !args.json {
@@ -59,27 +74,37 @@ fn stamp_one(
     let plan = match plan::plan_file(resolver, policy, file) {
         Ok(p) => p,
         Err(NotPlanned::NothingToDo(kind)) => return Done::NothingToDo(kind),
-        Err(e) => return Done::Failed(e.to_string()),
+        Err(e) => return Done::Failed(file.to_path_buf(), e.to_string()),
     };
     if dry_run {
         return Done::Planned { plan };
     }
     let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
     let result = if target == file {
-        write::stamp_file(file, &values)
+        write::stamp_file(file, &values).map_err(|e| (file, e))
     } else {
         write_copy(file, target, &values)
     };
     match result {
         Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped { plan, grew_by },
-        Ok(write::Outcome::Unchanged) => Done::Unchanged { plan },
-        Err(e) => Done::Failed(e.to_string()),
+        Ok(write::Outcome::Unchanged) => {
+            let why = nothing_to_stamp(&plan, policy);
+            Done::Unchanged { plan, why }
+        }
+        Err((about, e)) => Done::Failed(about.to_path_buf(), e.to_string()),
     }
 }
 
 /// Stamps a copy of `file` and renames it to `target`, so `target` never holds a half-written
-/// file.
-fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Outcome, WriteError> {
+/// file. An error names `file` when it is about reading it or about its contents, `target`
+/// when it is about writing there.
+fn write_copy<'a>(
+    file: &'a Path,
+    target: &'a Path,
+    values: &[String],
+) -> Result<write::Outcome, (&'a Path, WriteError)> {
+    let on_input = |e: std::io::Error| (file, WriteError::Io(e));
+    let on_output = |e: std::io::Error| (target, WriteError::Io(e));
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -88,15 +113,28 @@ fn write_copy(file: &Path, target: &Path, values: &[String]) -> Result<write::Ou
     // The name a killed run's leftover has everywhere, so `fixup` passes it over.
     let tmp: PathBuf = dir.join(write::temp_name(&name));
     // Copied under a shared lock, so never half of another run's stamp.
-    let src = write::open_locked(file, write::Lock::Shared)?;
-    let mut dst = std::fs::File::create(&tmp)?;
-    std::io::copy(&mut &src, &mut dst)?;
-    dst.set_permissions(src.metadata()?.permissions())?;
-    drop((src, dst));
-    let result = write::stamp_file(&tmp, values).and_then(|o| {
-        std::fs::rename(&tmp, target)?;
+    let src = write::open_locked(file, write::Lock::Shared).map_err(on_input)?;
+    let mut dst = std::fs::File::create(&tmp).map_err(on_output)?;
+    let result = (|| {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = (&src).read(&mut buf).map_err(on_input)?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n]).map_err(on_output)?;
+        }
+        let perms = src.metadata().map_err(on_input)?.permissions();
+        dst.set_permissions(perms).map_err(on_output)?;
+        drop(src);
+        // Errors about the ELF contents are the input's; I/O errors are writing OUT.
+        let o = write::stamp_file(&tmp, values).map_err(|e| match e {
+            WriteError::Io(_) => (target, e),
+            e => (file, e),
+        })?;
+        std::fs::rename(&tmp, target).map_err(on_output)?;
         Ok(o)
-    });
+    })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -110,7 +148,8 @@ fn human(target: &Path, done: &Done) -> String {
             let (replaced, added) = counts(plan);
             format!("{t}: stamped {replaced} replaced, {added} added (+{grew_by} bytes)\n")
         }
-        Done::Unchanged { .. } => format!("{t}: already stamped, unchanged\n"),
+        Done::Unchanged { why: None, .. } => format!("{t}: already stamped, unchanged\n"),
+        Done::Unchanged { why: Some(why), .. } => format!("{t}: nothing to stamp: {why}\n"),
         Done::Planned { plan } => {
             let mut s = format!("{t}: would write {} DT_NEEDED entries\n", plan.needed.len());
             for n in &plan.needed {
@@ -123,9 +162,10 @@ fn human(target: &Path, done: &Done) -> String {
             s
         }
         Done::NothingToDo(kind) => format!("{t}: {kind}, not dynamically linked: nothing to do\n"),
-        Done::Failed(_) => String::new(),
+        Done::Failed(..) => String::new(),
     };
-    if let Done::Stamped { plan, .. } | Done::Unchanged { plan } | Done::Planned { plan } = done {
+    if let Done::Stamped { plan, .. } | Done::Unchanged { plan, .. } | Done::Planned { plan } = done
+    {
         for w in &plan.warnings {
             s.push_str(&format!("  warning: {w}\n"));
         }
@@ -146,10 +186,14 @@ fn counts(plan: &Plan) -> (usize, usize) {
 fn report(target: &Path, done: &Done) -> Value {
     let (status, plan, extra) = match done {
         Done::Stamped { plan, grew_by } => ("stamped", Some(plan), json!({ "grew_by": grew_by })),
-        Done::Unchanged { plan } => ("unchanged", Some(plan), json!({})),
+        Done::Unchanged { plan, why } => (
+            "unchanged",
+            Some(plan),
+            json!({ "reason": why.unwrap_or("already stamped") }),
+        ),
         Done::Planned { plan } => ("planned", Some(plan), json!({})),
         Done::NothingToDo(kind) => ("nothing-to-do", None, json!({ "kind": kind })),
-        Done::Failed(why) => ("failed", None, json!({ "error": why })),
+        Done::Failed(_, why) => ("failed", None, json!({ "error": why })),
     };
     let mut v = json!({ "file": target.to_string_lossy(), "status": status });
     if let Some(plan) = plan {

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{print, resolve_options, Outcome};
+use super::{checked_options, print, Outcome};
 use crate::cli::TreeArgs;
 use crate::report::tree::{self, TreeResult};
 use crate::resolve::Resolver;
@@ -11,7 +11,10 @@ use crate::resolve::Resolver;
 /// the order given. A file that cannot be read is reported on stderr and makes the exit code 1;
 /// the others are still printed.
 pub fn run(args: &TreeArgs) -> Outcome {
-    let resolver = Resolver::new(resolve_options(&args.resolve));
+    let resolver = match checked_options(&args.resolve) {
+        Ok(options) => Resolver::new(options),
+        Err(outcome) => return outcome,
+    };
     let results: Vec<TreeResult> = args
         .files
         .par_iter()
