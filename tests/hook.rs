@@ -925,3 +925,67 @@ fn refuses_a_reference_cycle_between_outputs() {
         assert_unchanged(&pristine, &snapshot(&fx.store), ctx, &ran);
     }
 }
+
+/// Where the README and the hook tell users to run `shrinkwrap` by hand: `postFixup`. Once it
+/// said `postInstall`, which runs before the fixup phase, whose `patchelf --shrink-rpath`
+/// then empties the RUNPATH of the stamped file (no bare DT_NEEDED is left to need it). Shown
+/// with the real patchelf: stamped first, the RUNPATH is lost; shrunk first (the order
+/// `postFixup` gives), it is kept and the stamp holds.
+#[test]
+fn by_hand_runs_are_documented_where_shrink_rpath_has_run() {
+    let readme = include_str!("../README.md");
+    let hook = include_str!("../hooks/shrinkwrap-hook.sh");
+    for (what, text) in [("README.md", readme), ("the hook", hook)] {
+        assert!(!text.contains("postInstall = \"shrinkwrap"), "{what}");
+        assert!(
+            text.contains("postFixup = \"shrinkwrap $out/opt/app\""),
+            "{what}"
+        );
+    }
+    if !have("patchelf") || !have("readelf") {
+        return;
+    }
+    let st = Store::new();
+    let dep = st.lib_dir("dep");
+    let unused = st.lib_dir("unused");
+    let lib = Cc::new(
+        "cc",
+        "int dep(void) { return 40; }\n",
+        dep.join("libdep.so.1"),
+    )
+    .shared(Some("libdep.so.1"))
+    .build();
+    let prog = Cc::new(
+        "cc",
+        "int dep(void);\nint main(void) { return dep() - 40; }\n",
+        st.package("app").join("bin/prog"),
+    )
+    .runpath(&format!("{}:{}", s(&dep), s(&unused)))
+    .link(&lib)
+    .build();
+    let store = s(&st.store);
+    let copy = |name: &str| {
+        let p = prog.with_file_name(name);
+        std::fs::copy(&prog, &p).unwrap();
+        p
+    };
+    let stamp = |p: &Path| {
+        let (code, out, err) = common::stamp(p, &["--store-dir", &store]);
+        assert_eq!(code, 0, "{out}{err}");
+    };
+    let shrink = |p: &Path| {
+        let o = run(Command::new("patchelf").arg("--shrink-rpath").arg(p));
+        assert!(o.status.success(), "{o:?}");
+    };
+    let (early, late) = (copy("early"), copy("late"));
+    // postInstall: stamped, then the fixup phase shrinks.
+    stamp(&early);
+    shrink(&early);
+    assert_eq!(common::readelf_runpath(&early).as_deref(), Some(""));
+    // postFixup: shrunk, then stamped.
+    shrink(&late);
+    stamp(&late);
+    assert_eq!(common::readelf_runpath(&late), Some(s(&dep)));
+    assert!(readelf_needed(&late).contains(&s(&lib.canonicalize().unwrap())));
+    assert!(run(&mut Command::new(&late)).status.success());
+}

@@ -415,15 +415,32 @@ fn unwritable_file_and_unwritable_output_are_refused() {
         assert_refused(&ro, &sa, &["ermission denied"]);
     }
 
-    // `-o` into a directory that does not exist: refused, the source untouched, nothing left.
+    // `-o` into a directory that does not exist: refused, naming OUT (the error is about
+    // writing there), the source untouched, nothing left.
     let src = dir.join("src");
     std::fs::copy(&c.app, &src).unwrap();
     let out = c.st.tmp.path().join("no-such-dir/app");
     let mut args = sa.clone();
     let out_s = s(&out);
     args.extend(["-o", &out_s]);
-    assert_refused(&src, &args, &["No such file or directory"]);
+    let before = std::fs::read(&src).unwrap();
+    let (code, stdout, err) = stamp(&src, &args);
+    assert_eq!(code, 1, "{stdout} {err}");
+    assert_eq!(
+        err,
+        format!("shrinkwrap: {out_s}: No such file or directory (os error 2)\n")
+    );
+    assert!(std::fs::read(&src).unwrap() == before);
     assert!(!out.parent().unwrap().exists());
+    // An error about the input still names the input.
+    let not_elf = dir.join("not-elf");
+    std::fs::write(&not_elf, "#!/bin/sh\n").unwrap();
+    let (code, _, err) = stamp(&not_elf, &args);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("shrinkwrap: {}: ", s(&not_elf))),
+        "{err}"
+    );
 
     // An immutable file (chattr +i) is unwritable even for root.
     if !have("chattr") {

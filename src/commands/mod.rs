@@ -154,7 +154,11 @@ pub fn nothing_to_stamp(plan: &Plan, policy: &Policy) -> Option<&'static str> {
         .all(|n| glob::any(&policy.keep, &n.value))
     {
         Some("all dependencies kept")
+    } else if plan.needed.iter().any(|n| n.value.contains('/')) {
+        // Paths already (a stamp whose record strip removed, or another tool's).
+        None
     } else {
+        // Kept, allowed missing, or the loader by its soname: bare names that stay.
         Some("no entry to change")
     }
 }
