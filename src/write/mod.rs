@@ -17,7 +17,7 @@ mod record;
 mod replace;
 mod shift;
 
-pub use lock::{open_locked, open_to_read, Lock};
+pub use lock::{flock, open_locked, open_to_read, Lock};
 pub use replace::{is_temp_name, temp_name};
 
 use std::collections::HashMap;
