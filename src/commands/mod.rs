@@ -48,7 +48,17 @@ pub fn resolve_options(args: &ResolveArgs) -> Options {
             .clone()
             .map(StoreDir::new)
             .unwrap_or_else(StoreDir::from_env),
-        preferred: Default::default(),
+        tree: Default::default(),
+        originals: false,
+    }
+}
+
+/// Resolver options for planning a stamp: as for `tree`, but every file we stamped before is
+/// read as its original, so a plan never depends on earlier runs.
+pub fn plan_options(args: &ResolveArgs) -> Options {
+    Options {
+        originals: true,
+        ..resolve_options(args)
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{policy, print, resolve_options, Outcome};
+use super::{plan_options, policy, print, Outcome};
 use crate::cli::StampArgs;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
@@ -26,7 +26,7 @@ pub fn run(args: &StampArgs) -> Outcome {
         eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
         return Outcome::Usage;
     }
-    let resolver = Resolver::new(resolve_options(&args.resolve));
+    let resolver = Resolver::new(plan_options(&args.resolve));
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
     let mut reports = Vec::new();
