@@ -246,9 +246,17 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
     // What each closure entry is written as. A kept library stays a bare name and is not
     // lifted, and neither is what only kept libraries bring in (the system provides those,
     // too): an entry is lifted when the root reaches it without passing through a kept one.
-    // The interpreter is always loaded already: it is written as the file's own PT_INTERP
-    // string (the name the loader gave itself), or, for a library that names no
-    // interpreter, as its soname: either way it matches without a probe and keeps its place.
+    // The interpreter is always loaded already. A program writes it as its own PT_INTERP
+    // string (the name the loader gave itself); a library — even one with a PT_INTERP, as
+    // libc.so.6 has — as its soname, since the program that loads it may name the same
+    // loader by another path: either way it matches without a probe and keeps its place.
+    //
+    // Only a program lists its whole closure. A library keeps its own entries (each now the
+    // path it resolved to) and nothing more: a program that loads it but is not stamped walks
+    // the same breadth-first order as before, where lifted entries would be loaded early and
+    // could change which of two definitions of a symbol wins.
+    let program =
+        matches!(c.root.info.kind, Kind::Executable { .. }) && c.root.info.soname.is_none();
     let libs = &c.libraries;
     let kept: Vec<bool> = libs
         .iter()
@@ -270,7 +278,7 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
         reached[i] = true;
         queue.extend(libs[i].needs.iter().flatten());
     }
-    let own_interp = c.root.info.interpreter.as_deref();
+    let own_interp = c.root.info.interpreter.as_deref().filter(|_| program);
     let stamped: Vec<Option<String>> = libs
         .iter()
         .enumerate()
@@ -302,12 +310,7 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
             original: Some(name.clone()),
         });
     }
-    // Only a program lists its whole closure. A library keeps its own entries (each now the
-    // path it resolved to) and nothing more: a program that loads it but is not stamped
-    // walks the same breadth-first order as before, where lifted entries would be loaded
-    // early and could change which of two definitions of a symbol wins.
-    let lifts = matches!(c.root.info.kind, Kind::Executable { .. }) && c.root.info.soname.is_none();
-    for value in stamped.into_iter().flatten().filter(|_| lifts) {
+    for value in stamped.into_iter().flatten().filter(|_| program) {
         if !needed.iter().any(|n| n.value == value) {
             needed.push(Needed {
                 value,

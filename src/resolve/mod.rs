@@ -415,7 +415,11 @@ impl Resolver {
         warnings.extend(mixed_glibc(
             &file_str,
             &root,
-            explicit_interp.as_deref(),
+            // A library that can also be run (libc.so.6, libcap.so.2) gets its PT_INTERP
+            // only when run: as a library, whatever loads it brings the loader.
+            explicit_interp
+                .as_deref()
+                .filter(|_| self.opts.interpreter.is_some() || root.info.soname.is_none()),
             &libraries,
         ));
         warnings.extend(closure_warnings);

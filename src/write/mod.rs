@@ -635,13 +635,28 @@ fn room_after_phdrs(
         }
     }
     taken.retain(|&(a, b)| a < need_end && b > ph_end);
-    let inside_taken = |a: u64, b: u64| taken.iter().any(|&(x, y)| a >= x && b <= y);
+    // The old `.dynamic` need not move: the stamp writes a new one and points PT_DYNAMIC at
+    // it in the same commit, so its bytes may be overwritten (the record keeps them). patchelf
+    // puts it right after the program header table when it rewrites a non-PIE executable.
+    let replaced: Option<(u64, u64)> = ef
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == ph::PT_DYNAMIC && p.p_filesz > 0)
+        .map(|p| (p.p_offset, p.p_offset.saturating_add(p.p_filesz)));
+    let inside_taken = |a: u64, b: u64| {
+        taken
+            .iter()
+            .chain(replaced.as_ref())
+            .any(|&(x, y)| a >= x && b <= y)
+    };
 
     if ef.shdrs.is_empty() {
         // Without section headers nothing says what unclaimed bytes hold: every byte of the
         // room must be a movable piece, or alignment padding between two.
         let mut cursor = ph_end;
-        for &(a, b) in &taken {
+        let mut pieces: Vec<(u64, u64)> = taken.iter().chain(replaced.as_ref()).copied().collect();
+        pieces.sort();
+        for &(a, b) in &pieces {
             if a > cursor && a - cursor >= 16 {
                 break;
             }
@@ -663,7 +678,7 @@ fn room_after_phdrs(
     }
     if ef.phdrs.iter().any(|p| {
         let (a, b) = (p.p_offset, p.p_offset + p.p_filesz);
-        !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR)
+        !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR | ph::PT_DYNAMIC)
             && p.p_filesz > 0
             && a < need_end
             && b > ph_end
