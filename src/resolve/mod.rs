@@ -413,8 +413,6 @@ impl Resolver {
         } = w;
         let closure_warnings = closure_warnings(&self.opts.store, file, &libraries);
         warnings.extend(mixed_glibc(
-            &file_str,
-            &root,
             // A library that can also be run (libc.so.6, libcap.so.2) gets its PT_INTERP
             // only when run: as a library, whatever loads it brings the loader.
             explicit_interp
@@ -841,29 +839,24 @@ fn is_glibc_loader(soname: &str) -> bool {
     soname.starts_with("ld-linux") || soname.starts_with("ld64.so.") || soname == "ld.so.1"
 }
 
-/// Two of glibc's parts from different directories (compared with symlinks resolved, so
-/// `/lib64/ld-linux-x86-64.so.2` and `/lib/x86_64-linux-gnu/libc.so.6` on Debian agree). The
-/// interpreter counts when the file names one (or the user chose it); a library's default
-/// interpreter is only a guess, so its loader is left out.
-fn mixed_glibc(
-    file: &str,
-    root: &Object,
-    interp: Option<&str>,
-    libs: &[Library],
-) -> Option<Warning> {
+/// Two of glibc's parts in a closure from different directories (compared with symlinks
+/// resolved, so `/lib64/ld-linux-x86-64.so.2` and `/lib/x86_64-linux-gnu/libc.so.6` on Debian
+/// agree). The interpreter counts when a program names one (or the user chose it); a
+/// library's default interpreter is only a guess, so its loader is left out. The root file
+/// itself is not part of its closure: a copy of `libm.so.6` stamped elsewhere is still one
+/// build with the `libc.so.6` it loads.
+fn mixed_glibc(interp: Option<&str>, libs: &[Library]) -> Option<Warning> {
     let is_part = |soname: &str| GLIBC_PARTS.contains(&soname) || is_glibc_loader(soname);
     let mut parts: Vec<&str> = Vec::new();
-    // The root itself may be one of them (stamping libm.so.6).
-    if root.info.soname.as_deref().is_some_and(is_part) {
-        parts.push(file);
-    }
-    if let Some(i) = interp {
+    // An interpreter that is not there (a cross program's, run under qemu with another root)
+    // says nothing about where its glibc lives.
+    if let Some(i) = interp.filter(|i| Path::new(i).exists()) {
         parts.push(i);
     }
     for l in libs {
         let part = l.object.info.soname.as_deref().is_some_and(is_part);
         let guessed_loader = l.via == Via::Interpreter && interp.is_none();
-        if part && !guessed_loader {
+        if part && !guessed_loader && Path::new(&l.path).exists() {
             parts.push(&l.path);
         }
     }
