@@ -3,28 +3,66 @@
 
 A library is stamped with its own DT_NEEDED entries made absolute, nothing lifted (a program
 that loads it but is not stamped must load the same files in the same order). This measures
-what that costs in probes, on the tree corpus of bench/fixup.py (every object with a
-30-directory RUNPATH): for a few programs, failed library lookups (ENOENT on a path naming a
-`.so`, under strace) and library opens, with
+what that costs in probes. The corpus: a few of this machine's programs and their whole
+closures (glibc aside, which stays the system's, as the programs' interpreter is), copied into
+a fake store of 30 packages, every object with a RUNPATH naming all 30 `lib` directories. For
+each program: failed library lookups (ENOENT on a path naming a `.so`, under strace) and
+library opens of `PROGRAM --version`, with
   - nothing stamped,
   - the libraries stamped (`fixup` of every package's lib/ only), the programs not,
   - optionally the same with another shrinkwrap build (`--baseline BIN`, e.g. one that lifted
-    every library's closure), with how many programs then load a different list,
+    every library's closure into it), with how many programs then load a different list,
+  - half of the packages' libraries stamped (a store where not everything is),
   - everything stamped.
 
-use: bench/probes.py                          # 600-file corpus
+use: bench/probes.py
 use: bench/probes.py --baseline /tmp/old/shrinkwrap
 """
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from benchlib import patchelf, shrinkwrap
-from fixup import build_corpus, fresh
+from benchlib import patchelf, run_each, shrinkwrap
+from fixup import PACKAGES, fresh, store_name
 
-PROGRAMS = ["git", "curl", "ls", "tar", "gpg", "ssh", "python3.11", "perl", "gdb", "vim.basic"]
+GLIBC = ("libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "libresolv.so", "ld-linux")
+
+PROGRAMS = ["git", "curl", "ls", "tar", "gpg", "ssh", "python3.11", "perl", "gdb", "vim.basic", "emacs"]
+
+
+def build_corpus(dest: Path, pe: str):
+    """The programs and their closures in a fake store; returns the programs' paths."""
+    import random
+    rng = random.Random(42)
+    store = dest / "nix" / "store"
+    pkgs = [store / store_name(i, "pkg", rng) for i in range(PACKAGES)]
+    for p in pkgs:
+        (p / "bin").mkdir(parents=True)
+        (p / "lib").mkdir()
+    placed, progs, libs = [], [], {}
+    for i, name in enumerate(PROGRAMS):
+        src = shutil.which(name)
+        if not src:
+            continue
+        dst = pkgs[i % PACKAGES] / "bin" / name
+        shutil.copy2(src, dst)
+        placed.append(dst)
+        progs.append(dst)
+        for line in listing(Path(src)):
+            base = os.path.basename(line)
+            if line.startswith("/") and not base.startswith(GLIBC):
+                libs.setdefault(base, line)
+    for i, (base, src) in enumerate(sorted(libs.items())):
+        dst = pkgs[i % PACKAGES] / "lib" / base
+        shutil.copy(src, dst)
+        placed.append(dst)
+    rpath = ":".join(str(p / "lib") for p in pkgs)
+    run_each([pe, "--set-rpath", rpath, str(f)] for f in placed)
+    print(f"corpus: {len(progs)} programs and {len(libs)} libraries in {PACKAGES} store packages", flush=True)
+    return [p.relative_to(dest) for p in progs]
 
 
 def lookups(prog: Path, tmp: Path):
@@ -51,40 +89,40 @@ def listing(prog: Path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--files", type=int, default=600)
     ap.add_argument("--baseline", help="another shrinkwrap binary to stamp the libraries with")
     opts = ap.parse_args()
     sw = shrinkwrap()
     with tempfile.TemporaryDirectory(prefix="shrinkwrap-probes-") as tmp:
         tmp = Path(tmp)
+        # Every state is measured at the same place: the RUNPATHs and stamps name it.
         corpus = tmp / "corpus"
-        build_corpus(corpus, opts.files, patchelf())
-        store = corpus / "nix" / "store"
-        progs = sorted(p.relative_to(corpus) for p in store.glob("*/bin/*") if p.name in PROGRAMS)
-        if not progs:
-            raise SystemExit("none of the programs is in the corpus; try a larger --files")
+        progs = build_corpus(corpus, patchelf())
+        pristine = tmp / "pristine"
+        fresh(corpus, pristine)
 
         def state(name, stamp):
-            work = tmp / name
-            fresh(corpus, work)
+            work = corpus
+            fresh(pristine, work)
             wstore = work / "nix" / "store"
             if stamp:
                 stamp(wstore)
             return {p: (lookups(work / p, tmp), listing(work / p)) for p in progs}, work
 
-        def libs_with(binary):
+        def libs_with(binary, share=1):
             def stamp(wstore):
-                subprocess.run([binary, "fixup", "--allow-missing", "*", "--quiet",
-                                *map(str, sorted(wstore.glob("*/lib")))], check=False)
+                # One package at a time, as Nix builds them.
+                dirs = sorted(wstore.glob("*/lib"))
+                run_each([binary, "fixup", "--quiet", str(d)] for d in dirs[: len(dirs) // share])
             return stamp
 
         def everything(wstore):
-            subprocess.run([sw, "fixup", "--allow-missing", "*", "--quiet", str(wstore)], check=False)
+            run_each([sw, "fixup", "--quiet", str(p)] for p in sorted(wstore.iterdir()))
 
         states = [("nothing stamped", state("none", None)),
                   ("libraries stamped", state("libs", libs_with(sw)))]
         if opts.baseline:
             states.append(("libraries stamped by the baseline", state("base", libs_with(opts.baseline))))
+        states.append(("half of the libraries stamped", state("half", libs_with(sw, 2))))
         states.append(("everything stamped", state("all", everything)))
 
     base_lists = {p: states[0][1][0][p][1] for p in progs}
