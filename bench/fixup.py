@@ -25,6 +25,8 @@ from pathlib import Path
 from benchlib import edits, elf_kind, is_file, patchelf, run_each, shrinkwrap
 
 PACKAGES = 30
+GLIBC = ("libc.so", "libc_malloc_debug.so", "libm.so", "libmvec.so", "libpthread.so", "libdl.so", "librt.so",
+         "libresolv.so", "libutil.so", "libanl.so", "libnsl.so", "libBrokenLocale.so", "libthread_db.so", "ld-linux")
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
@@ -50,7 +52,9 @@ def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
                     yield p, n
 
     for p, n in walk("/usr/lib/x86_64-linux-gnu"):
-        if ".so" in n and elf_kind(p) == "dyn":
+        # glibc stays the system's, as the programs' interpreter is: a copy in a package
+        # would mix two glibc directories in one process, which fixup refuses.
+        if ".so" in n and elf_kind(p) == "dyn" and not n.startswith(GLIBC):
             libs.append(p)
     for root in ["/usr/bin", "/usr/sbin", "/usr/libexec"]:
         for p, n in walk(root):

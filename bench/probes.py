@@ -26,9 +26,7 @@ import tempfile
 from pathlib import Path
 
 from benchlib import patchelf, run_each, shrinkwrap
-from fixup import PACKAGES, fresh, store_name
-
-GLIBC = ("libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "libresolv.so", "ld-linux")
+from fixup import GLIBC, PACKAGES, fresh, store_name
 
 PROGRAMS = ["git", "curl", "ls", "tar", "gpg", "ssh", "python3.11", "perl", "gdb", "vim.basic", "emacs"]
 
