@@ -34,14 +34,20 @@ def store_name(i, name, rng):
     return "".join(rng.choice(ALPHABET) for _ in range(32)) + f"-{name}-{i}"
 
 
-def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
+def store_packages(dest: Path):
+    """PACKAGES store paths under dest/nix/store, the same names every time, each with an
+    empty bin/, lib/ and share/."""
     rng = random.Random(42)
     store = dest / "nix" / "store"
     pkgs = [store / store_name(i, "pkg", rng) for i in range(PACKAGES)]
     for p in pkgs:
-        (p / "bin").mkdir(parents=True)
-        (p / "lib").mkdir()
-        (p / "share").mkdir()
+        for sub in ("bin", "lib", "share"):
+            (p / sub).mkdir(parents=True)
+    return pkgs
+
+
+def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
+    pkgs = store_packages(dest)
     libs, bins = [], []
 
     def walk(root):

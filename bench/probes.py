@@ -26,20 +26,14 @@ import tempfile
 from pathlib import Path
 
 from benchlib import patchelf, run_each, shrinkwrap
-from fixup import GLIBC, PACKAGES, fresh, store_name
+from fixup import GLIBC, PACKAGES, fresh, store_packages
 
 PROGRAMS = ["git", "curl", "ls", "tar", "gpg", "ssh", "python3.11", "perl", "gdb", "vim.basic", "emacs"]
 
 
 def build_corpus(dest: Path, pe: str):
     """The programs and their closures in a fake store; returns the programs' paths."""
-    import random
-    rng = random.Random(42)
-    store = dest / "nix" / "store"
-    pkgs = [store / store_name(i, "pkg", rng) for i in range(PACKAGES)]
-    for p in pkgs:
-        (p / "bin").mkdir(parents=True)
-        (p / "lib").mkdir()
+    pkgs = store_packages(dest)
     placed, progs, libs = [], [], {}
     for i, name in enumerate(PROGRAMS):
         src = shutil.which(name)
