@@ -479,13 +479,29 @@ struct Dynamic {
 }
 
 /// File offset of `len` bytes at virtual address `addr`, through the PT_LOAD that holds them.
+///
+/// The bytes may run on into the next PT_LOADs when those continue the first one exactly, in
+/// the file and in memory (each starts where the previous one's file bytes end, and the
+/// previous one has no zero-filled tail): the loader then maps one unbroken copy of the file
+/// range, which is what Debian's patchelf 0.14.3 `--set-rpath` leaves for `.dynstr`.
 pub fn vaddr_to_offset(phdrs: &[ProgramHeader], addr: u64, len: u64) -> Option<u64> {
     let end = addr.checked_add(len)?;
-    phdrs
-        .iter()
-        .filter(|p| p.p_type == program_header::PT_LOAD)
-        .find(|p| p.p_vaddr <= addr && end <= p.p_vaddr.saturating_add(p.p_filesz))
-        .map(|p| addr - p.p_vaddr + p.p_offset)
+    let loads = || phdrs.iter().filter(|p| p.p_type == program_header::PT_LOAD);
+    let ends = |p: &ProgramHeader| p.p_vaddr.saturating_add(p.p_filesz);
+    if let Some(p) = loads().find(|p| p.p_vaddr <= addr && end <= ends(p)) {
+        return Some(addr - p.p_vaddr + p.p_offset);
+    }
+    let first = loads().find(|p| p.p_vaddr <= addr && addr < ends(p))?;
+    let mut cur = first;
+    while end > ends(cur) {
+        if cur.p_memsz != cur.p_filesz {
+            return None;
+        }
+        let next_off = cur.p_offset.checked_add(cur.p_filesz)?;
+        cur =
+            loads().find(|p| p.p_vaddr == ends(cur) && p.p_offset == next_off && p.p_filesz > 0)?;
+    }
+    Some(addr - first.p_vaddr + first.p_offset)
 }
 
 /// The NUL-terminated string at `off` in `table`, without its NUL.
