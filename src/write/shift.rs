@@ -41,7 +41,7 @@ const MAX_UNIT: u64 = 0x10000;
 
 /// Dynamic tags whose value is an address (`DT_RELR` and the `DT_TLSDESC_*`/`DT_SYMINFO`
 /// tags by number: goblin does not name them all).
-const ADDRESS_TAGS: &[u64] = &[
+pub(super) const ADDRESS_TAGS: &[u64] = &[
     dynamic::DT_PLTGOT,
     dynamic::DT_HASH,
     dynamic::DT_STRTAB,
