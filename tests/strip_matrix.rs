@@ -435,14 +435,17 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
         ));
         std::fs::copy(&input.path, &stamped).unwrap();
         let (code, _, err) = stamp(&stamped, &["--store-dir", &store]);
-        assert_eq!(code, 0, "{}: stamp failed: {err}", input.name);
+        if code != 0 {
+            fates.push((input.name.clone(), "stamp", Fate::Failed(err)));
+            continue;
+        }
         stamped_count += 1;
-        assert_eq!(
-            observe(&stamped, &consumer, input.library).as_ref(),
-            Ok(&before),
-            "{}: stamping changed what loads or what it prints",
-            input.name
-        );
+        let seen = observe(&stamped, &consumer, input.library);
+        if seen.as_ref() != Ok(&before) {
+            let why = format!("stamping changed what loads or prints: {seen:?}, was {before:?}");
+            fates.push((input.name.clone(), "stamp", Fate::Failed(why)));
+            continue;
+        }
 
         for &tool in tools.iter().filter(|t| applies(t, &input.name)) {
             let dir = stamped.with_file_name(format!("t-{}", tool.replace([' ', '+'], "_")));
