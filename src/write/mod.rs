@@ -274,8 +274,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let mut original_head = vec![0u8; head_len as usize];
     file.read_exact_at(&mut original_head, 0)?;
 
-    // 3. Lay out the new segment: tail marker, moved pieces, .dynamic, .gnu.version_r,
-    // .dynstr.
+    // 3. Lay out the new segment: tail marker, moved pieces, .dynamic, .dynstr,
+    // .gnu.version_r.
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -310,16 +310,12 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let dyn_rel = seg.len() as u64;
     let n_dyn = ef.dynamic.len() + (needed.len() - slots.len()) + 1;
     seg.resize(seg.len() + n_dyn * dyn_size as usize, 0);
-    pad_to(&mut seg, 4);
-    let vn_rel = seg.len() as u64;
-    let verneed = match new_verneed(file, ef, needed, &offsets)? {
-        Some(v) => {
-            seg.extend_from_slice(&v);
-            true
-        }
-        None => false,
-    };
+    // `.dynstr` (its length known once the record is), then `.gnu.version_r`: a section after
+    // `.dynstr` in the file is what patchelf needs to grow the tables of a non-PIE executable
+    // (it asserts one follows the last table it replaces).
     let str_rel = seg.len() as u64;
+    let vn_copy = new_verneed(file, ef, needed, &offsets)?;
+    let verneed = vn_copy.is_some();
 
     let first_load = loads.first().copied();
     // Where a moved byte went: (delta of the file offset, delta of the address).
@@ -413,7 +409,11 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     };
     let record_len = rec.to_string_bytes().len();
     let strsz = (dynstr.len() + record_len) as u64;
-    let seg_len = str_rel + strsz;
+    let vn_rel = align(str_rel + strsz, 4);
+    let seg_len = match &vn_copy {
+        Some(v) => vn_rel + v.len() as u64,
+        None => str_rel + strsz,
+    };
 
     // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
     let sht_rel = align(seg_len, 8);
@@ -470,6 +470,10 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     rec.stamped_size = stamped_size;
     dynstr.extend_from_slice(&rec.to_string_bytes());
     seg.extend_from_slice(&dynstr);
+    if let Some(v) = &vn_copy {
+        pad_to(&mut seg, 4);
+        seg.extend_from_slice(v);
+    }
     let new_load = ProgramHeader {
         p_type: ph::PT_LOAD,
         p_flags: ph::PF_R | ph::PF_W,
