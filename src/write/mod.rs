@@ -523,14 +523,15 @@ fn moved_table(ef: &ElfFile, s: &SectionHeader) -> Option<Table> {
     }
 }
 
-/// PT_LOADs that the move of `.dynamic`, `.dynstr` and `.gnu.version_r` leaves holding
-/// nothing: patchelf puts those tables in a segment of their own. Such a segment, left in the
-/// table, has no section in it; strip then shrinks it to nothing at an offset no longer
-/// congruent to its address, and the loader refuses the file ("ELF load command
-/// address/offset not page-aligned"). Its entry is dropped instead (its bytes stay in the file,
-/// unreferenced). Only with section headers, which say what a segment holds, and only when
-/// nothing else refers to its addresses: no other section or segment, no dynamic tag, not the
-/// entry point, not the program header table.
+/// PT_LOADs that hold nothing once `.dynamic`, `.dynstr` and `.gnu.version_r` have moved to
+/// the new segment: patchelf puts those tables in a segment of their own, and its later runs
+/// can leave a segment holding nothing at all (`--set-interpreter` moving `.interp` again).
+/// Such a segment, left in the table, has no section in it; strip then shrinks it to nothing
+/// at an offset no longer congruent to its address, and the loader refuses the file ("ELF load
+/// command address/offset not page-aligned"). Its entry is dropped instead (its bytes stay in
+/// the file, unreferenced). Only with section headers, which say what a segment holds, and
+/// only when nothing else refers to its addresses: no other section or segment, no dynamic
+/// tag, not the entry point, not the program header table.
 fn emptied_loads(ef: &ElfFile, ph_end: u64) -> Vec<usize> {
     if ef.shdrs.is_empty() {
         return Vec::new();
@@ -550,16 +551,12 @@ fn emptied_loads(ef: &ElfFile, ph_end: u64) -> Vec<usize> {
                 && !overlaps(p, ef.header.e_entry, 1)
         })
         .filter(|&(_, p)| {
-            let mut ours = false;
-            for s in ef.shdrs.iter().filter(|s| s.sh_flags & alloc != 0) {
-                if s.sh_size > 0 && overlaps(p, s.sh_addr, s.sh_size) {
-                    if moved_table(ef, s).is_none() {
-                        return false;
-                    }
-                    ours = true;
-                }
-            }
-            ours
+            ef.shdrs.iter().all(|s| {
+                s.sh_flags & alloc == 0
+                    || s.sh_size == 0
+                    || moved_table(ef, s).is_some()
+                    || !overlaps(p, s.sh_addr, s.sh_size)
+            })
         })
         .filter(|&(i, p)| {
             ef.phdrs.iter().enumerate().all(|(j, q)| {
