@@ -321,9 +321,9 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
     // What the patchelf tool step sets: longer than anything before, so `.dynstr` grows.
     let tool_rpath = format!("{x_dir_s}:{}", long_dirs[..LONG_DIRS / 2].join(":"));
 
-    // The three kinds, fresh from the linker (with a RUNPATH) and bare (for patchelf to give
-    // one: a file without one is where patchelf grows `.dynamic` and moves it).
-    // A small non-PIE program takes the in-place layout, which patchelf cannot grow (README).
+    // The four kinds, fresh from the linker (with a RUNPATH) and bare (for patchelf to give
+    // one: a file without one is where patchelf grows `.dynamic` and moves it). The small
+    // non-PIE program takes the in-place layout, the exporting one the shifted layout.
     let kinds: [(&str, bool, Vec<&str>, String); 4] = [
         ("pie", false, vec!["-pie", "-fPIE", "-lm"], MAIN.to_string()),
         (
@@ -495,9 +495,14 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
             );
             std::fs::copy(&input.path, &u).unwrap();
             std::fs::copy(&stamped, &s).unwrap();
-            let unstamped_result = apply(tool, &u, pe19, pe14, &tool_rpath)
-                .and_then(|()| observe(&u, &consumer, input.library));
+            let unstamped_run = apply(tool, &u, pe19, pe14, &tool_rpath);
+            let unstamped_fails = unstamped_run.is_err();
+            let unstamped_result =
+                unstamped_run.and_then(|()| observe(&u, &consumer, input.library));
             let fate = match apply(tool, &s, pe19, pe14, &tool_rpath) {
+                Err(e) if unstamped_fails => {
+                    Fate::ToolBreaksUnstamped(format!("the tool fails on both: {e}"))
+                }
                 Err(e) => Fate::Failed(e),
                 Ok(()) => match (observe(&s, &consumer, input.library), &unstamped_result) {
                     (Ok(seen), Ok(theirs)) if &seen == theirs => Fate::Survived,
