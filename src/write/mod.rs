@@ -545,8 +545,11 @@ fn emptied_loads(ef: &ElfFile, ph_end: u64) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|&(_, p)| {
+            // Only a plain copy of file bytes: a segment with a zero-filled part may be there
+            // to reserve address space.
             p.p_type == ph::PT_LOAD
-                && p.p_memsz > 0
+                && p.p_filesz > 0
+                && p.p_memsz == p.p_filesz
                 && p.p_offset >= ph_end
                 && !overlaps(p, ef.header.e_entry, 1)
         })
