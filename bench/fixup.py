@@ -25,6 +25,8 @@ from pathlib import Path
 from benchlib import edits, elf_kind, is_file, patchelf, run_each, shrinkwrap
 
 PACKAGES = 30
+GLIBC = ("libc.so", "libc_malloc_debug.so", "libm.so", "libmvec.so", "libpthread.so", "libdl.so", "librt.so",
+         "libresolv.so", "libutil.so", "libanl.so", "libnsl.so", "libBrokenLocale.so", "libthread_db.so", "ld-linux")
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
@@ -32,14 +34,20 @@ def store_name(i, name, rng):
     return "".join(rng.choice(ALPHABET) for _ in range(32)) + f"-{name}-{i}"
 
 
-def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
+def store_packages(dest: Path):
+    """PACKAGES store paths under dest/nix/store, the same names every time, each with an
+    empty bin/, lib/ and share/."""
     rng = random.Random(42)
     store = dest / "nix" / "store"
     pkgs = [store / store_name(i, "pkg", rng) for i in range(PACKAGES)]
     for p in pkgs:
-        (p / "bin").mkdir(parents=True)
-        (p / "lib").mkdir()
-        (p / "share").mkdir()
+        for sub in ("bin", "lib", "share"):
+            (p / sub).mkdir(parents=True)
+    return pkgs
+
+
+def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
+    pkgs = store_packages(dest)
     libs, bins = [], []
 
     def walk(root):
@@ -50,7 +58,9 @@ def build_corpus(dest: Path, nfiles: int, pe: str) -> None:
                     yield p, n
 
     for p, n in walk("/usr/lib/x86_64-linux-gnu"):
-        if ".so" in n and elf_kind(p) == "dyn":
+        # glibc stays the system's, as the programs' interpreter is: a copy in a package
+        # would mix two glibc directories in one process, which fixup refuses.
+        if ".so" in n and elf_kind(p) == "dyn" and not n.startswith(GLIBC):
             libs.append(p)
     for root in ["/usr/bin", "/usr/sbin", "/usr/libexec"]:
         for p, n in walk(root):

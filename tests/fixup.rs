@@ -12,7 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{all_absolute, have, loader_paths, readelf_needed, run, Cc, Store};
+use common::{all_absolute, have, ld_so_list, loader_paths, readelf_needed, run, Cc, Store};
 use serde_json::Value;
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -137,6 +137,10 @@ fn build(variant: Variant) -> Built {
     app("shadowed", &[&s(&other), &s(&lib)]);
     stamped("bin/shadowed");
     runs.push(("bin/shadowed".to_string(), vec![]));
+    // A program whose RUNPATH does not name the tree's lib/: the loader finds no libfoo, so
+    // fixup takes the tree's, with a warning.
+    app("tree-only", &[]);
+    stamped("bin/tree-only");
     let readonly = app("readonly", &[&s(&lib)]);
     set_mode(&readonly, 0o555);
     stamped("bin/readonly");
@@ -418,10 +422,6 @@ fn expected_summary(b: &Built, again: bool) -> String {
 }
 
 /// The file name of a path.
-fn base(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
-}
-
 #[test]
 fn fixup_stamps_a_whole_tree() {
     let b = build(Variant::Full);
@@ -434,6 +434,7 @@ fn fixup_stamps_a_whole_tree() {
     let lists: BTreeMap<&str, Vec<String>> = b
         .stamped()
         .into_iter()
+        .filter(|rel| *rel != "bin/tree-only")
         .map(|rel| {
             let l = loader_paths(LOADER, &b.path(rel))
                 .unwrap_or_else(|e| panic!("{rel}: ld.so --list fails before fixup: {e}"));
@@ -451,6 +452,9 @@ fn fixup_stamps_a_whole_tree() {
         (Some(2), "foo=2\n".into()),
         "bin/shadowed finds the other store path's libfoo before fixup"
     );
+    let tree_only = b.path("bin/tree-only");
+    let missing_before = ld_so_list(LOADER, &tree_only).unwrap().missing;
+    assert_eq!(missing_before, vec!["libfoo.so.1".to_string()]);
     let hello_ino = std::fs::metadata(b.path("bin/hello")).unwrap().ino();
 
     let (code, _stdout, stderr) = fixup_tree(&b, &report, &["-j", "2"]);
@@ -478,6 +482,15 @@ fn fixup_stamps_a_whole_tree() {
         format!(
             "shrinkwrap: warning: {}: set-uid/set-gid, not stamped",
             s(&b.path("bin/setuid"))
+        ),
+        format!(
+            "shrinkwrap: warning: {} has no soname: requests for it by name still search",
+            s(&b.path("lib/libnoso.so"))
+        ),
+        format!(
+            "shrinkwrap: warning: libfoo.so.1 (needed by {}) is found only in the tree being stamped, at {}: the loader would not find it there",
+            s(&tree_only),
+            s(&b.path("lib/libfoo.so.1"))
         ),
         expected_summary(&b, false),
     ];
@@ -539,14 +552,41 @@ fn fixup_stamps_a_whole_tree() {
         }
         assert!(f["warnings"].is_array(), "{rel}: {f:#}");
     }
-    // Only the programs using the soname-less library are warned about it.
+    // Only the programs using the soname-less library are warned about it, and only the
+    // program that finds libfoo nowhere but in the tree about that.
+    let warned = |f: &Value, what: &str| {
+        f["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains(what))
+    };
     for (rel, f) in &files {
-        let warned = f["warnings"].as_array().unwrap().iter().any(|w| {
-            w.as_str()
-                .unwrap_or_default()
-                .contains("libnoso.so has no soname")
-        });
-        assert_eq!(warned, rel == "bin/uses-noso", "{rel}: {f:#}");
+        assert_eq!(
+            warned(f, "libnoso.so has no soname"),
+            rel == "bin/uses-noso",
+            "{rel}: {f:#}"
+        );
+        assert_eq!(
+            warned(f, "found only in the tree"),
+            rel == "bin/tree-only",
+            "{rel}: {f:#}"
+        );
+        // The closure, with how each library was found; "tree" only where the loader's own
+        // search found nothing.
+        if let Some(libs) = f["libraries"].as_array() {
+            let from_tree: Vec<&str> = libs
+                .iter()
+                .filter(|l| l["via"] == "tree")
+                .map(|l| l["name"].as_str().unwrap())
+                .collect();
+            let want: &[&str] = if rel == "bin/tree-only" {
+                &["libfoo.so.1"]
+            } else {
+                &[]
+            };
+            assert_eq!(from_tree, want, "{rel}: {f:#}");
+        }
     }
     let stamped = b.stamped().len();
     let skipped = b
@@ -576,25 +616,14 @@ fn fixup_stamps_a_whole_tree() {
         assert!(before[&rel] != after[&rel], "{} not written", rel.display());
     }
 
-    // The loader sees what it saw before, with the tree's own libraries in place of any
-    // other file of the same name; `shadowed` now loads exactly what `hello` loaded.
-    let own: BTreeMap<&str, String> = ["lib/libfoo.so.1", "lib/libz.so.1"]
-        .into_iter()
-        .map(|rel| (base(rel), s(&b.path(rel))))
-        .collect();
+    // The loader sees exactly what it saw before: a library of the tree never takes the place
+    // of the file a RUNPATH (or the system) names — `shadowed` keeps the other store path's
+    // libfoo, git the system's libz.
     let mut mismatches = Vec::new();
     for (rel, before) in &lists {
-        let want: Vec<String> = if *rel == "bin/shadowed" {
-            lists["bin/hello"].clone()
-        } else {
-            before
-                .iter()
-                .map(|p| own.get(base(p)).cloned().unwrap_or_else(|| p.clone()))
-                .collect()
-        };
         let got = loader_paths(LOADER, &b.path(rel));
-        if got.as_ref() != Ok(&want) {
-            mismatches.push(format!("{rel}:\n  want {want:?}\n  got  {got:?}"));
+        if got.as_ref() != Ok(before) {
+            mismatches.push(format!("{rel}:\n  want {before:?}\n  got  {got:?}"));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -603,8 +632,15 @@ fn fixup_stamps_a_whole_tree() {
     assert!(!lists["bin/hello"].contains(&s(&other_foo)));
     if lists.contains_key("bin/git") && lists.contains_key("lib/libz.so.1") {
         let git = loader_paths(LOADER, &b.path("bin/git")).unwrap();
-        assert!(git.contains(&s(&b.path("lib/libz.so.1"))), "{git:?}");
+        assert!(!git.contains(&s(&b.path("lib/libz.so.1"))), "{git:?}");
     }
+    // Where the loader found nothing, the tree's library is now loaded, and the program runs.
+    let tree_only_list = loader_paths(LOADER, &tree_only).unwrap();
+    assert!(
+        tree_only_list.contains(&s(&b.path("lib/libfoo.so.1"))),
+        "{tree_only_list:?}"
+    );
+    assert_eq!(run_program(&tree_only, &[]), (Some(6), "foo=41\n".into()));
 
     // Every DT_NEEDED is absolute; only a library may keep the loader's soname.
     if have_readelf {
@@ -617,8 +653,7 @@ fn fixup_stamps_a_whole_tree() {
             }
         }
         let shadowed = readelf_needed(&b.path("bin/shadowed"));
-        assert_eq!(shadowed[0], s(&b.path("lib/libfoo.so.1")), "{shadowed:?}");
-        assert!(!shadowed.iter().any(|n| n.contains("-other-foo/")));
+        assert_eq!(shadowed[0], s(&other_foo), "{shadowed:?}");
         // The hard link is the same stamped inode.
         assert_eq!(
             readelf_needed(&b.path("bin/hello-hard")),
@@ -626,14 +661,10 @@ fn fixup_stamps_a_whole_tree() {
         );
     }
 
-    // The programs run as before, except `shadowed`, which now gets the tree's libfoo.
+    // The programs run as before.
     for ((rel, args), was) in b.runs.iter().zip(&ran) {
         let now = run_program(&b.path(rel), args);
-        if rel == "bin/shadowed" {
-            assert_eq!(now, (Some(6), "foo=41\n".into()), "{rel}");
-        } else {
-            assert_eq!(&now, was, "{rel} {args:?}");
-        }
+        assert_eq!(&now, was, "{rel} {args:?}");
     }
 
     // Read-only: stamped, mode back. Hard link: one inode, stamped. Symlink: still one.
@@ -755,7 +786,8 @@ fn quiet_prints_nothing_when_nothing_fails() {
     // The same tree without --quiet still prints its start and summary lines.
     let (code, _, stderr) = fixup_tree(&b, &report, &["-j", "2"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    // (and the warnings: libnoso has no soname, tree-only's libfoo is the tree's)
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
     assert_eq!(summary_of(&stderr), expected_summary(&b, true));
 }
 

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::{checked_options, nothing_to_stamp, policy, Outcome};
+use super::{check_options, nothing_to_stamp, plan_options, policy, Outcome};
 use crate::cli::FixupArgs;
 use crate::elf::Kind;
 use crate::plan::{self, NotPlanned, Plan, Refusal};
@@ -62,10 +62,9 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     let start = Instant::now();
     // The options are checked before anything is written: found out only at the end, a bad
     // one would fail a run that had stamped everything.
-    let options = match checked_options(&args.resolve) {
-        Ok(o) => o,
-        Err(outcome) => return outcome,
-    };
+    if let Err(outcome) = check_options(&args.resolve) {
+        return outcome;
+    }
     if let Some(path) = &args.report {
         if let Err(e) = check_writable(path) {
             eprintln!(
@@ -101,23 +100,24 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
         );
     }
 
-    // Phase 1: read every candidate once: its own facts go into the cache resolution uses,
-    // and those a plan starts from are kept for phase 2. Index the trees' own libraries so
-    // they win over everything else.
-    let mut resolver = Resolver::new(options);
+    // Phase 1: read every candidate once. Plans start from original facts (a file stamped by
+    // an earlier run, killed or not, as its original), so those go into the cache resolution
+    // uses, and are kept for phase 2. Index the trees' own libraries, used only where the
+    // loader's search finds nothing.
+    let mut resolver = Resolver::new(plan_options(&args.resolve));
     let (probes, reads): (Vec<Probe>, Vec<Option<plan::Read>>) = tree
         .candidates
         .par_iter()
         .map(|c| match plan::read(&c.path) {
-            Ok(r) => (Probe::Found(r.own.clone()), Some(r)),
+            Ok(r) => (Probe::Found(r.original_object()), Some(r)),
             Err(e) => (Probe::from_result(Err(e)), None),
         })
         .unzip();
     for (c, probe) in tree.candidates.iter().zip(&probes) {
         resolver.remember(&c.path, probe.clone());
     }
-    let preferred = tree_libraries(&resolver, &tree.candidates, &probes);
-    resolver.set_preferred(preferred);
+    let libraries = tree_libraries(&resolver, &tree.candidates, &probes);
+    resolver.set_tree(libraries);
     let policy = policy(&args.policy);
 
     // Phase 2: plan everything before writing anything.
@@ -176,6 +176,19 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     }
     for (name, by) in &summary.missing {
         eprintln!("shrinkwrap: missing {name}, needed by {}", by.join(", "));
+    }
+    if log {
+        // Each warning once, however many files' plans gave it.
+        let mut seen = std::collections::HashSet::new();
+        for r in &results {
+            if let Result_::Stamped(p) | Result_::Unchanged(p) = r {
+                for w in &p.warnings {
+                    if seen.insert(w.as_str()) {
+                        eprintln!("shrinkwrap: warning: {w}");
+                    }
+                }
+            }
+        }
     }
     for (path, why) in &tree.skipped {
         if log && *why == "set-uid/set-gid" {
@@ -269,9 +282,10 @@ fn reference_cycles(
     out
 }
 
-/// The trees' shared libraries by soname and file name, first in path order winning. A
-/// library is named by `dir/soname` where that leads to it (usually a symlink), as the loader
-/// would have found it; the resolver is told that name is the file it has already read.
+/// The trees' shared libraries by soname and file name, first in path order winning: the
+/// last resort for a name the loader's search does not find. A library is named by
+/// `dir/soname` where that leads to it (usually a symlink); the resolver is told that name is
+/// the file it has already read.
 fn tree_libraries(
     resolver: &Resolver,
     cands: &[Candidate],
@@ -480,6 +494,11 @@ fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
             "status": status,
             "reason": reason,
             "needed": plan.map(|p| p.values()),
+            // The closure it was planned from; `"via": "tree"` marks a library the loader's
+            // search would not have found.
+            "libraries": plan.map(|p| p.libraries.iter().map(|(name, path, via)| json!({
+                "name": name, "path": path, "via": via.name(),
+            })).collect::<Vec<_>>()),
             "warnings": plan.map(|p| p.warnings.clone()).unwrap_or_default(),
         }));
     }
@@ -489,6 +508,7 @@ fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
             "status": "skipped",
             "reason": why,
             "needed": null,
+            "libraries": null,
             "warnings": [],
         }));
     }

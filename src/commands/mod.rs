@@ -55,16 +55,16 @@ pub fn to_stderr(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
-/// Resolver options from the command line, once they are checked: an `--interpreter` that is
-/// not a dynamic loader is refused (one line on stderr, exit 2) before any file is read.
-pub fn checked_options(args: &ResolveArgs) -> Result<Options, Outcome> {
+/// Checks the resolver options before any file is read: an `--interpreter` that is not a
+/// dynamic loader is refused (one line on stderr, exit 2).
+pub fn check_options(args: &ResolveArgs) -> Result<(), Outcome> {
     if let Some(path) = &args.interpreter {
         if let Err(why) = check_interpreter(path) {
             eprintln!("shrinkwrap: --interpreter {path}: {why}");
             return Err(Outcome::Usage);
         }
     }
-    Ok(resolve_options(args))
+    Ok(())
 }
 
 /// Whether `path` can be a dynamic loader: an ELF shared object with an entry point that needs
@@ -95,7 +95,7 @@ fn check_interpreter(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolver options from the command line, unchecked.
+/// Resolver options from the command line (checked by [`check_options`]).
 pub fn resolve_options(args: &ResolveArgs) -> Options {
     Options {
         search: args.search.clone(),
@@ -106,7 +106,17 @@ pub fn resolve_options(args: &ResolveArgs) -> Options {
             .clone()
             .map(StoreDir::new)
             .unwrap_or_else(StoreDir::from_env),
-        preferred: Default::default(),
+        tree: Default::default(),
+        originals: false,
+    }
+}
+
+/// Resolver options for planning a stamp: as for `tree`, but every file we stamped before is
+/// read as its original, so a plan never depends on earlier runs.
+pub fn plan_options(args: &ResolveArgs) -> Options {
+    Options {
+        originals: true,
+        ..resolve_options(args)
     }
 }
 

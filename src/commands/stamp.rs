@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{checked_options, nothing_to_stamp, policy, print, Outcome};
+use super::{check_options, nothing_to_stamp, plan_options, policy, print, Outcome};
 use crate::cli::StampArgs;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
@@ -38,10 +38,10 @@ pub fn run(args: &StampArgs) -> Outcome {
         eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
         return Outcome::Usage;
     }
-    let resolver = match checked_options(&args.resolve) {
-        Ok(options) => Resolver::new(options),
-        Err(outcome) => return outcome,
-    };
+    if let Err(outcome) = check_options(&args.resolve) {
+        return outcome;
+    }
+    let resolver = Resolver::new(plan_options(&args.resolve));
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
     let mut reports = Vec::new();

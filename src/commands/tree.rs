@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{checked_options, print, Outcome};
+use super::{check_options, print, resolve_options, Outcome};
 use crate::cli::TreeArgs;
 use crate::report::tree::{self, TreeResult};
 use crate::resolve::Resolver;
@@ -11,10 +11,10 @@ use crate::resolve::Resolver;
 /// the order given. A file that cannot be read is reported on stderr and makes the exit code 1;
 /// the others are still printed.
 pub fn run(args: &TreeArgs) -> Outcome {
-    let resolver = match checked_options(&args.resolve) {
-        Ok(options) => Resolver::new(options),
-        Err(outcome) => return outcome,
-    };
+    if let Err(outcome) = check_options(&args.resolve) {
+        return outcome;
+    }
+    let resolver = Resolver::new(resolve_options(&args.resolve));
     let results: Vec<TreeResult> = args
         .files
         .par_iter()

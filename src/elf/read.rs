@@ -479,13 +479,29 @@ struct Dynamic {
 }
 
 /// File offset of `len` bytes at virtual address `addr`, through the PT_LOAD that holds them.
+///
+/// The bytes may run on into the next PT_LOADs when those continue the first one exactly, in
+/// the file and in memory (each starts where the previous one's file bytes end, and the
+/// previous one has no zero-filled tail): the loader then maps one unbroken copy of the file
+/// range, which is what Debian's patchelf 0.14.3 `--set-rpath` leaves for `.dynstr`.
 pub fn vaddr_to_offset(phdrs: &[ProgramHeader], addr: u64, len: u64) -> Option<u64> {
     let end = addr.checked_add(len)?;
-    phdrs
-        .iter()
-        .filter(|p| p.p_type == program_header::PT_LOAD)
-        .find(|p| p.p_vaddr <= addr && end <= p.p_vaddr.saturating_add(p.p_filesz))
-        .map(|p| addr - p.p_vaddr + p.p_offset)
+    let loads = || phdrs.iter().filter(|p| p.p_type == program_header::PT_LOAD);
+    let ends = |p: &ProgramHeader| p.p_vaddr.saturating_add(p.p_filesz);
+    if let Some(p) = loads().find(|p| p.p_vaddr <= addr && end <= ends(p)) {
+        return Some(addr - p.p_vaddr + p.p_offset);
+    }
+    let first = loads().find(|p| p.p_vaddr <= addr && addr < ends(p))?;
+    let mut cur = first;
+    while end > ends(cur) {
+        if cur.p_memsz != cur.p_filesz {
+            return None;
+        }
+        let next_off = cur.p_offset.checked_add(cur.p_filesz)?;
+        cur =
+            loads().find(|p| p.p_vaddr == ends(cur) && p.p_offset == next_off && p.p_filesz > 0)?;
+    }
+    Some(addr - first.p_vaddr + first.p_offset)
 }
 
 /// The NUL-terminated string at `off` in `table`, without its NUL.
@@ -498,4 +514,51 @@ fn cstr_at(table: &[u8], off: u64) -> Option<&[u8]> {
 fn utf8(bytes: Vec<u8>, what: &str) -> Result<String, ElfError> {
     String::from_utf8(bytes)
         .map_err(|_| ElfError::Unsupported(format!("{what} is not valid UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> ProgramHeader {
+        ProgramHeader {
+            p_type: program_header::PT_LOAD,
+            p_offset: offset,
+            p_vaddr: vaddr,
+            p_filesz: filesz,
+            p_memsz: memsz,
+            ..ProgramHeader::default()
+        }
+    }
+
+    #[test]
+    fn a_range_may_run_on_into_a_segment_that_continues_its_own_exactly() {
+        // Debian's patchelf 0.14.3 --set-rpath on a non-PIE program: `.dynstr` starts in its
+        // new first segment and ends in the old one, which follows it in file and memory.
+        let phdrs = [
+            load(0, 0x3fe000, 0x2000, 0x2000),
+            load(0x2000, 0x400000, 0x3f000, 0x3f000),
+        ];
+        assert_eq!(vaddr_to_offset(&phdrs, 0x3fe388, 0x27c3d), Some(0x388));
+        assert_eq!(vaddr_to_offset(&phdrs, 0x3fe388, 0x10), Some(0x388));
+        // Past the end of the second: no.
+        assert_eq!(vaddr_to_offset(&phdrs, 0x3fe388, 0x50000), None);
+        // The next segment elsewhere in the file, or with a gap in memory: no.
+        let moved = [
+            load(0, 0x3fe000, 0x2000, 0x2000),
+            load(0x3000, 0x400000, 0x3f000, 0x3f000),
+        ];
+        assert_eq!(vaddr_to_offset(&moved, 0x3fe388, 0x27c3d), None);
+        let gap = [
+            load(0, 0x3fe000, 0x1000, 0x1000),
+            load(0x1000, 0x400000, 0x3f000, 0x3f000),
+        ];
+        assert_eq!(vaddr_to_offset(&gap, 0x3fe388, 0x27c3d), None);
+        // A zero-filled tail in between: no.
+        let bss = [
+            load(0, 0x3fe000, 0x2000, 0x2100),
+            load(0x2000, 0x400000, 0x3f000, 0x3f000),
+        ];
+        assert_eq!(vaddr_to_offset(&bss, 0x3fe388, 0x27c3d), None);
+    }
 }

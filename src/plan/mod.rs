@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::elf::{read_elf_file, ElfError, ElfInfo};
+use crate::elf::{read_elf_file, ElfError, ElfInfo, Kind};
 use crate::resolve::{real_path, Closure, Object, ResolveError, Resolver, Via, Warning};
 
 /// Driver libraries that come from the running system, never from the closure (on NixOS they
@@ -53,6 +53,8 @@ pub struct Plan {
     pub needed: Vec<Needed>,
     /// Warnings for the user (allowed missing libraries, libraries without soname, …).
     pub warnings: Vec<String>,
+    /// The closure it was planned from, in load order: name, path, how it was found.
+    pub libraries: Vec<(String, String, Via)>,
 }
 
 impl Plan {
@@ -75,6 +77,8 @@ pub enum Refusal {
     },
     /// musl's loader does not match requests by soname against objects loaded by path.
     Musl { interpreter: String },
+    /// Two of glibc's parts from different directories.
+    MixedGlibc { first: String, second: String },
 }
 
 impl fmt::Display for Refusal {
@@ -90,6 +94,10 @@ impl fmt::Display for Refusal {
             Refusal::SonameCollision { soname, first, second } => write!(
                 f,
                 "soname {soname} is provided by two files, {first} and {second} (--allow-soname-collision to stamp anyway)"
+            ),
+            Refusal::MixedGlibc { first, second } => write!(
+                f,
+                "the closure takes parts of glibc from two directories, {first} and {second}: two glibc builds cannot run in one process"
             ),
             Refusal::Musl { interpreter } => write!(
                 f,
@@ -130,6 +138,19 @@ pub struct Read {
     pub original: Option<ElfInfo>,
 }
 
+impl Read {
+    /// The facts a plan starts from, and that other files' plans see: the original's.
+    pub fn original_object(&self) -> Arc<Object> {
+        match &self.original {
+            Some(info) => Arc::new(Object {
+                info: info.clone(),
+                file_id: self.own.file_id,
+            }),
+            None => self.own.clone(),
+        }
+    }
+}
+
 /// Opens and parses `path` once, for planning.
 pub fn read(path: &Path) -> Result<Read, ElfError> {
     let (file, file_id) = crate::write::open_to_read(path)?;
@@ -158,13 +179,7 @@ pub fn plan_read(
     file: &Path,
     r: &Read,
 ) -> Result<Plan, NotPlanned> {
-    let root = match &r.original {
-        Some(info) => Arc::new(Object {
-            info: info.clone(),
-            file_id: r.own.file_id,
-        }),
-        None => r.own.clone(),
-    };
+    let root = r.original_object();
     let closure = resolver.resolve_read(file, root).map_err(|e| match e {
         ResolveError::NotDynamic(kind) => NotPlanned::NothingToDo(kind),
         e => NotPlanned::Failed(e.to_string()),
@@ -214,9 +229,16 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
                     second: second.clone(),
                 })
             }
+            Warning::MixedGlibc { first, second } => {
+                return Err(Refusal::MixedGlibc {
+                    first: first.clone(),
+                    second: second.clone(),
+                })
+            }
             Warning::NoSoname { path } => warnings.push(format!(
                 "{path} has no soname: requests for it by name still search"
             )),
+            w @ Warning::FromTree { .. } => warnings.push(w.to_string()),
             _ => {}
         }
     }
@@ -224,9 +246,17 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
     // What each closure entry is written as. A kept library stays a bare name and is not
     // lifted, and neither is what only kept libraries bring in (the system provides those,
     // too): an entry is lifted when the root reaches it without passing through a kept one.
-    // The interpreter is always loaded already: it is written as the file's own PT_INTERP
-    // string (the name the loader gave itself), or, for a library that names no
-    // interpreter, as its soname: either way it matches without a probe and keeps its place.
+    // The interpreter is always loaded already. A program writes it as its own PT_INTERP
+    // string (the name the loader gave itself); a library — even one with a PT_INTERP, as
+    // libc.so.6 has — as its soname, since the program that loads it may name the same
+    // loader by another path: either way it matches without a probe and keeps its place.
+    //
+    // Only a program lists its whole closure. A library keeps its own entries (each now the
+    // path it resolved to) and nothing more: a program that loads it but is not stamped walks
+    // the same breadth-first order as before, where lifted entries would be loaded early and
+    // could change which of two definitions of a symbol wins.
+    let program =
+        matches!(c.root.info.kind, Kind::Executable { .. }) && c.root.info.soname.is_none();
     let libs = &c.libraries;
     let kept: Vec<bool> = libs
         .iter()
@@ -248,7 +278,7 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
         reached[i] = true;
         queue.extend(libs[i].needs.iter().flatten());
     }
-    let own_interp = c.root.info.interpreter.as_deref();
+    let own_interp = c.root.info.interpreter.as_deref().filter(|_| program);
     let stamped: Vec<Option<String>> = libs
         .iter()
         .enumerate()
@@ -280,7 +310,7 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
             original: Some(name.clone()),
         });
     }
-    for value in stamped.into_iter().flatten() {
+    for value in stamped.into_iter().flatten().filter(|_| program) {
         if !needed.iter().any(|n| n.value == value) {
             needed.push(Needed {
                 value,
@@ -288,5 +318,13 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
             });
         }
     }
-    Ok(Plan { needed, warnings })
+    let libraries = libs
+        .iter()
+        .map(|l| (l.name.clone(), l.path.clone(), l.via))
+        .collect();
+    Ok(Plan {
+        needed,
+        warnings,
+        libraries,
+    })
 }

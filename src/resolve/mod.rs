@@ -31,9 +31,13 @@ pub struct Options {
     /// libraries, which name none).
     pub interpreter: Option<String>,
     pub store: StoreDir,
-    /// Libraries found first, before any search, by the name they are requested under
-    /// (`fixup`: the libraries of the trees being stamped, so an output's own `lib/` wins).
-    pub preferred: HashMap<String, String>,
+    /// Libraries of the trees being stamped (`fixup`), by the name they are requested under:
+    /// used only where the loader's own search finds nothing, never in its place, so that
+    /// stamping never changes which file a name resolves to.
+    pub tree: HashMap<String, String>,
+    /// Read every file as its original when it carries our stamp (planning), not as the
+    /// loader sees it now (`tree`): a plan must not depend on what earlier runs stamped.
+    pub originals: bool,
 }
 
 /// How a library was found.
@@ -41,7 +45,8 @@ pub struct Options {
 pub enum Via {
     /// The DT_NEEDED entry is a path (contains `/`).
     Path,
-    /// A library of the trees being stamped (`Options::preferred`).
+    /// A library of the trees being stamped (`Options::tree`), found where the loader's own
+    /// search found nothing.
     Tree,
     Rpath,
     LdLibraryPath,
@@ -126,6 +131,15 @@ pub enum Warning {
     LoaderGuessed { interpreter: String },
     /// The file has no interpreter and no default is known for its machine.
     NoInterpreter,
+    /// A library of the trees being stamped, used because the loader's search found nothing.
+    FromTree {
+        name: String,
+        path: String,
+        needed_by: String,
+    },
+    /// Parts of glibc (libc, the interpreter, libm, libpthread, …) from two directories: two
+    /// builds of glibc in one process, which does not work.
+    MixedGlibc { first: String, second: String },
 }
 
 impl Warning {
@@ -139,6 +153,8 @@ impl Warning {
             Warning::OutsideStore { .. } => "outside-store",
             Warning::LoaderGuessed { .. } => "loader-guessed",
             Warning::NoInterpreter => "no-interpreter",
+            Warning::FromTree { .. } => "from-tree",
+            Warning::MixedGlibc { .. } => "mixed-glibc",
         }
     }
 }
@@ -183,6 +199,18 @@ impl std::fmt::Display for Warning {
             Warning::NoInterpreter => {
                 f.write_str("no interpreter known for this file; system directories not searched")
             }
+            Warning::FromTree {
+                name,
+                path,
+                needed_by,
+            } => write!(
+                f,
+                "{name} (needed by {needed_by}) is found only in the tree being stamped, at {path}: the loader would not find it there"
+            ),
+            Warning::MixedGlibc { first, second } => write!(
+                f,
+                "two copies of glibc in one closure: {first} and {second}"
+            ),
         }
     }
 }
@@ -283,8 +311,8 @@ enum Lookup {
 impl Resolver {
     pub fn new(opts: Options) -> Resolver {
         Resolver {
+            probes: ProbeCache::new(opts.originals),
             opts,
-            probes: ProbeCache::default(),
             loaders: Mutex::new(HashMap::new()),
         }
     }
@@ -293,9 +321,10 @@ impl Resolver {
         &self.opts
     }
 
-    /// Sets the libraries found before any search (see `Options::preferred`).
-    pub fn set_preferred(&mut self, preferred: HashMap<String, String>) {
-        self.opts.preferred = preferred;
+    /// Sets the trees' libraries, used where the loader's search finds nothing (see
+    /// `Options::tree`).
+    pub fn set_tree(&mut self, tree: HashMap<String, String>) {
+        self.opts.tree = tree;
     }
 
     /// Opens and parses `path` through the shared cache.
@@ -306,7 +335,7 @@ impl Resolver {
     /// Resolves the closure of `file` in the loader's order.
     pub fn resolve(&self, file: &Path) -> Result<Closure, ResolveError> {
         let file = real_path(file);
-        let root = probe::probe_file(&file).map_err(ResolveError::Elf)?;
+        let root = probe::probe_file(&file, false).map_err(ResolveError::Elf)?;
         self.resolve_read(&file, root)
     }
 
@@ -324,11 +353,15 @@ impl Resolver {
             return Err(ResolveError::NotDynamic(root.info.kind.name()));
         }
         let mut warnings = Vec::new();
-        let interp = self
+        // The interpreter the file will really run under; a library's default one is a guess
+        // (whatever program loads it brings its own).
+        let explicit_interp = self
             .opts
             .interpreter
             .clone()
-            .or_else(|| root.info.interpreter.clone())
+            .or_else(|| root.info.interpreter.clone());
+        let interp = explicit_interp
+            .clone()
             .or_else(|| default_interpreter(&root.info).map(str::to_string));
         let loader = interp.map(|i| self.loader_config(&i, &root.info));
         match &loader {
@@ -379,6 +412,14 @@ impl Resolver {
             ..
         } = w;
         let closure_warnings = closure_warnings(&self.opts.store, file, &libraries);
+        warnings.extend(mixed_glibc(
+            // A library that can also be run (libc.so.6, libcap.so.2) gets its PT_INTERP
+            // only when run: as a library, whatever loads it brings the loader.
+            explicit_interp
+                .as_deref()
+                .filter(|_| self.opts.interpreter.is_some() || root.info.soname.is_none()),
+            &libraries,
+        ));
         warnings.extend(closure_warnings);
         Ok(Closure {
             file: file_str,
@@ -573,16 +614,32 @@ impl Walk<'_> {
         }
     }
 
-    /// `_dl_map_object`'s search for a name without `/`, in the loader's order.
+    /// A name without `/`: the loader's search, then (`fixup` only) the trees' own libraries
+    /// where that search finds nothing, with a warning — the loader itself would fail there.
     fn search(&mut self, name: &str, req: usize) -> Found {
-        // 0. The trees' own libraries, when stamping whole trees (not something the loader does).
-        if let Some(path) = self.r.opts.preferred.get(name) {
-            if let Probe::Found(o) = self.r.probes.probe(Path::new(path)) {
-                if self.compatible(&o) {
-                    return Ok((path.clone(), Via::Tree, o));
-                }
-            }
+        match self.loader_search(name, req) {
+            Err(None) => {}
+            found => return found,
         }
+        let Some(path) = self.r.opts.tree.get(name) else {
+            return Err(None);
+        };
+        match self.r.probes.probe(Path::new(path)) {
+            Probe::Found(o) if self.compatible(&o) => {
+                let needed_by = self.nodes[req].path.clone();
+                self.warn(Warning::FromTree {
+                    name: name.into(),
+                    path: path.clone(),
+                    needed_by,
+                });
+                Ok((path.clone(), Via::Tree, o))
+            }
+            _ => Err(None),
+        }
+    }
+
+    /// `_dl_map_object`'s search for a name without `/`, in the loader's order.
+    fn loader_search(&mut self, name: &str, req: usize) -> Found {
         let info = &self.nodes[req].object.info;
         // 1. DT_RPATH of the requester and of its loader chain, then of the executable; only
         //    when the requester has no DT_RUNPATH.
@@ -757,6 +814,65 @@ fn closure_warnings(store: &StoreDir, root: &Path, libs: &[Library]) -> Vec<Warn
         }
     }
     out
+}
+
+/// Sonames of glibc's own libraries: built together with its loader and `libc.so.6`, and only
+/// working with those same builds (they share private symbols and internal layouts).
+const GLIBC_PARTS: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libmvec.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+    "libnsl.so.1",
+    "libBrokenLocale.so.1",
+    "libc_malloc_debug.so.0",
+    "libthread_db.so.1",
+];
+
+/// Whether a soname is one of glibc's loaders (`ld-linux-x86-64.so.2`, `ld64.so.1`, …).
+fn is_glibc_loader(soname: &str) -> bool {
+    soname.starts_with("ld-linux") || soname.starts_with("ld64.so.") || soname == "ld.so.1"
+}
+
+/// Two of glibc's parts in a closure from different directories (compared with symlinks
+/// resolved, so `/lib64/ld-linux-x86-64.so.2` and `/lib/x86_64-linux-gnu/libc.so.6` on Debian
+/// agree). The interpreter counts when a program names one (or the user chose it); a
+/// library's default interpreter is only a guess, so its loader is left out. The root file
+/// itself is not part of its closure: a copy of `libm.so.6` stamped elsewhere is still one
+/// build with the `libc.so.6` it loads.
+fn mixed_glibc(interp: Option<&str>, libs: &[Library]) -> Option<Warning> {
+    let is_part = |soname: &str| GLIBC_PARTS.contains(&soname) || is_glibc_loader(soname);
+    let mut parts: Vec<&str> = Vec::new();
+    // An interpreter that is not there (a cross program's, run under qemu with another root)
+    // says nothing about where its glibc lives.
+    if let Some(i) = interp.filter(|i| Path::new(i).exists()) {
+        parts.push(i);
+    }
+    for l in libs {
+        let part = l.object.info.soname.as_deref().is_some_and(is_part);
+        let guessed_loader = l.via == Via::Interpreter && interp.is_none();
+        if part && !guessed_loader && Path::new(&l.path).exists() {
+            parts.push(&l.path);
+        }
+    }
+    let dir = |p: &str| {
+        let real = std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+        real.parent().map(Path::to_path_buf)
+    };
+    let first = *parts.first()?;
+    let first_dir = dir(first);
+    parts[1..]
+        .iter()
+        .find(|p| dir(p) != first_dir)
+        .map(|second| Warning::MixedGlibc {
+            first: first.to_string(),
+            second: second.to_string(),
+        })
 }
 
 /// The path the loader knows a root file by: every symlink resolved (or, where that fails,

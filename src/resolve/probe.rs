@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::elf::{read_elf_from, ElfError, ElfInfo};
+use crate::elf::{read_elf_file, read_elf_from, ElfError, ElfInfo};
 
 /// A parsed ELF file found on disk.
 #[derive(Debug)]
@@ -34,15 +34,24 @@ pub enum Probe {
 pub struct ProbeCache {
     files: RwLock<HashMap<PathBuf, Probe>>,
     hwcaps: RwLock<HashMap<PathBuf, Arc<Vec<String>>>>,
+    /// Read a file we stamped as its original (see `Options::originals`).
+    originals: bool,
 }
 
 impl ProbeCache {
+    pub fn new(originals: bool) -> ProbeCache {
+        ProbeCache {
+            originals,
+            ..ProbeCache::default()
+        }
+    }
+
     /// Opens and parses `path` once; later calls answer from the cache.
     pub fn probe(&self, path: &Path) -> Probe {
         if let Some(p) = self.files.read().unwrap().get(path) {
             return p.clone();
         }
-        let probe = probe_uncached(path);
+        let probe = Probe::from_result(probe_file(path, self.originals));
         self.files
             .write()
             .unwrap()
@@ -81,10 +90,6 @@ impl ProbeCache {
     }
 }
 
-fn probe_uncached(path: &Path) -> Probe {
-    Probe::from_result(probe_file(path))
-}
-
 impl Probe {
     /// What a read of a candidate means to the loader.
     pub fn from_result(read: Result<Arc<Object>, ElfError>) -> Probe {
@@ -96,10 +101,19 @@ impl Probe {
     }
 }
 
-/// Opens and parses one file, uncached: for root files, whose errors are the user's.
-pub fn probe_file(path: &Path) -> Result<Arc<Object>, ElfError> {
+/// Opens and parses one file, uncached: for root files, whose errors are the user's. With
+/// `original`, a file carrying our stamp is read as the original the stamp records.
+pub fn probe_file(path: &Path, original: bool) -> Result<Arc<Object>, ElfError> {
     let (file, file_id) = open_file(path)?;
-    let info = read_elf_from(&file)?;
+    let info = if original {
+        let ef = read_elf_file(&file)?;
+        match crate::write::original_info(&file, &ef)? {
+            Some(info) => info,
+            None => ef.info,
+        }
+    } else {
+        read_elf_from(&file)?
+    };
     Ok(Arc::new(Object { info, file_id }))
 }
 

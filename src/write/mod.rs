@@ -287,23 +287,38 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     // record follows them, last).
     let (mut dynstr, offsets) = string_table(ef, &slots, needed);
 
-    // 2. Room for one more program header: a PT_NULL after the last PT_LOAD, or the bytes
-    // after the table, moved away.
+    // 2. A slot for the new PT_LOAD, first choice first: the entry of a PT_LOAD our move
+    // leaves holding nothing (patchelf's segment for `.dynstr`/`.dynamic`: left in place,
+    // strip would shrink it to nothing at an offset the loader rejects); a PT_NULL after the
+    // last PT_LOAD; one more entry, with the bytes after the table moved away; or, when those
+    // cannot move, the entry of a PT_NOTE merged into the one it continues.
     let phoff = hdr.e_phoff;
     let old_phnum = usize::from(hdr.e_phnum);
     let last_load = ef.phdrs.iter().rposition(|p| p.p_type == ph::PT_LOAD);
+    let old_ph_end = phoff + phent * old_phnum as u64;
+    let mut dropped = emptied_loads(ef, old_ph_end);
     let reuse_null = ef
         .phdrs
         .iter()
         .enumerate()
-        .position(|(i, p)| p.p_type == ph::PT_NULL && last_load.is_none_or(|l| i > l));
-    let old_ph_end = phoff + phent * old_phnum as u64;
-    let moved = if reuse_null.is_some() {
+        .position(|(i, p)| p.p_type == ph::PT_NULL && last_load.is_none_or(|l| i > l))
+        .filter(|_| dropped.is_empty());
+    let mut merged_note = None;
+    let moved = if !dropped.is_empty() || reuse_null.is_some() {
         None
     } else {
-        Some(room_after_phdrs(ef, old_ph_end, old_ph_end + phent)?)
+        match room_after_phdrs(ef, old_ph_end, old_ph_end + phent) {
+            Ok(m) => Some(m),
+            Err(WriteError::NoRoom(why)) => {
+                let (keep, drop) = mergeable_notes(ef).ok_or(WriteError::NoRoom(why))?;
+                merged_note = Some(keep);
+                dropped.push(drop);
+                None
+            }
+            Err(e) => return Err(e),
+        }
     };
-    let new_phnum = old_phnum + usize::from(reuse_null.is_none());
+    let new_phnum = old_phnum + usize::from(dropped.is_empty() && reuse_null.is_none());
     let new_ph_end = phoff + phent * new_phnum as u64;
     // The commit write covers the ELF header and the program header table; moved bytes past
     // the table's new end stay where they were, unreferenced.
@@ -316,8 +331,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let mut original_head = vec![0u8; head_len as usize];
     file.read_exact_at(&mut original_head, 0)?;
 
-    // 3. Lay out the new segment: tail marker, moved pieces, .dynamic, .gnu.version_r,
-    // .dynstr.
+    // 3. Lay out the new segment: tail marker, moved pieces, .dynamic, .dynstr,
+    // .gnu.version_r.
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -352,16 +367,12 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     let dyn_rel = seg.len() as u64;
     let n_dyn = ef.dynamic.len() + (needed.len() - slots.len()) + 1;
     seg.resize(seg.len() + n_dyn * dyn_size as usize, 0);
-    pad_to(&mut seg, 4);
-    let vn_rel = seg.len() as u64;
-    let verneed = match new_verneed(file, ef, needed, &offsets)? {
-        Some(v) => {
-            seg.extend_from_slice(&v);
-            true
-        }
-        None => false,
-    };
+    // `.dynstr` (its length known once the record is), then `.gnu.version_r`: a section after
+    // `.dynstr` in the file is what patchelf needs to grow the tables of a non-PIE executable
+    // (it asserts one follows the last table it replaces).
     let str_rel = seg.len() as u64;
+    let vn_copy = new_verneed(file, ef, needed, &offsets)?;
+    let verneed = vn_copy.is_some();
 
     let first_load = loads.first().copied();
     // Where a moved byte went: (delta of the file offset, delta of the address).
@@ -388,6 +399,12 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     // 4. Program headers; the new PT_LOAD (its size known once the record is) goes after
     // every other entry, so the others keep their slots and the record stays small.
     let mut phdrs: Vec<ProgramHeader> = ef.phdrs.clone();
+    if let Some(keep) = merged_note {
+        let drop = dropped[dropped.len() - 1];
+        let end = ef.phdrs[drop].p_offset + ef.phdrs[drop].p_filesz;
+        phdrs[keep].p_filesz = end - phdrs[keep].p_offset;
+        phdrs[keep].p_memsz = phdrs[keep].p_filesz;
+    }
     for p in &mut phdrs {
         match p.p_type {
             ph::PT_DYNAMIC => {
@@ -411,10 +428,19 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
             }
         }
     }
-    let load_slot = reuse_null.unwrap_or(old_phnum);
+    // Freed entries leave the table; the new PT_LOAD goes after every other entry (PT_LOADs
+    // must stay in address order), and PT_NULLs keep the table's length.
+    let mut phdrs: Vec<ProgramHeader> = phdrs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, p)| p)
+        .collect();
+    let load_slot = reuse_null.unwrap_or(phdrs.len());
     if reuse_null.is_none() {
         phdrs.push(ProgramHeader::default());
     }
+    phdrs.resize(new_phnum, ProgramHeader::default());
     let mut head = original_head.clone();
     let table = encode_all(phdrs, phent as usize, ctx, "program headers")?;
     head[phoff as usize..][..table.len()].copy_from_slice(&table);
@@ -440,25 +466,37 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     };
     let record_len = rec.to_string_bytes().len();
     let strsz = (dynstr.len() + record_len) as u64;
-    let seg_len = str_rel + strsz;
+    let vn_rel = align(str_rel + strsz, 4);
+    let seg_len = match &vn_copy {
+        Some(v) => vn_rel + v.len() as u64,
+        None => str_rel + strsz,
+    };
 
     // 6. Section headers: a fixed-up copy after the segment (the old table is left as is).
     let sht_rel = align(seg_len, 8);
     let sht = ef.shdrs.iter().map(|s| {
         let mut s = s.clone();
-        let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
-        if s.sh_type == sh::SHT_DYNAMIC {
-            s.sh_offset = seg_off + dyn_rel;
-            s.sh_addr = addr(dyn_rel);
-            s.sh_size = n_dyn as u64 * dyn_size;
-        } else if s.sh_type == sh::SHT_STRTAB && alloc && s.sh_addr == ef.dynstr_addr {
-            s.sh_offset = seg_off + str_rel;
-            s.sh_addr = addr(str_rel);
-            s.sh_size = strsz;
-        } else if verneed && s.sh_type == sh::SHT_GNU_VERNEED {
-            s.sh_offset = seg_off + vn_rel;
-            s.sh_addr = addr(vn_rel);
-        } else if let Some((d_off, d_addr)) =
+        match moved_table(ef, &s) {
+            Some(Table::Dynamic) => {
+                s.sh_offset = seg_off + dyn_rel;
+                s.sh_addr = addr(dyn_rel);
+                s.sh_size = n_dyn as u64 * dyn_size;
+                return s;
+            }
+            Some(Table::Dynstr) => {
+                s.sh_offset = seg_off + str_rel;
+                s.sh_addr = addr(str_rel);
+                s.sh_size = strsz;
+                return s;
+            }
+            Some(Table::Verneed) => {
+                s.sh_offset = seg_off + vn_rel;
+                s.sh_addr = addr(vn_rel);
+                return s;
+            }
+            None => {}
+        }
+        if let Some((d_off, d_addr)) =
             moved_to(s.sh_offset).filter(|_| s.sh_type != sh::SHT_NOBITS && s.sh_size > 0)
         {
             s.sh_offset = s.sh_offset.wrapping_add(d_off);
@@ -489,6 +527,10 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
     rec.stamped_size = stamped_size;
     dynstr.extend_from_slice(&rec.to_string_bytes());
     seg.extend_from_slice(&dynstr);
+    if let Some(v) = &vn_copy {
+        pad_to(&mut seg, 4);
+        seg.extend_from_slice(v);
+    }
     let new_load = ProgramHeader {
         p_type: ph::PT_LOAD,
         p_flags: ph::PF_R | ph::PF_W,
@@ -517,6 +559,105 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         tail_offset: seg_off,
         tail,
         head,
+    })
+}
+
+/// The tables whose section headers move to the new segment.
+enum Table {
+    Dynamic,
+    Dynstr,
+    Verneed,
+}
+
+/// Which of the tables the new segment takes a copy of `s` is, if any.
+fn moved_table(ef: &ElfFile, s: &SectionHeader) -> Option<Table> {
+    let alloc = s.sh_flags & u64::from(sh::SHF_ALLOC) != 0;
+    match s.sh_type {
+        sh::SHT_DYNAMIC => Some(Table::Dynamic),
+        sh::SHT_STRTAB if alloc && s.sh_addr == ef.dynstr_addr => Some(Table::Dynstr),
+        sh::SHT_GNU_VERNEED if ef.verneed.is_some() => Some(Table::Verneed),
+        _ => None,
+    }
+}
+
+/// PT_LOADs that hold nothing once `.dynamic`, `.dynstr` and `.gnu.version_r` have moved to
+/// the new segment: patchelf puts those tables in a segment of their own, and its later runs
+/// can leave a segment holding nothing at all (`--set-interpreter` moving `.interp` again).
+/// Such a segment, left in the table, has no section in it; strip then shrinks it to nothing
+/// at an offset no longer congruent to its address, and the loader refuses the file ("ELF load
+/// command address/offset not page-aligned"). Its entry is dropped instead (its bytes stay in
+/// the file, unreferenced). Only with section headers, which say what a segment holds, and
+/// only when nothing else refers to its addresses: no other section or segment, no dynamic
+/// tag, not the entry point, not the program header table.
+fn emptied_loads(ef: &ElfFile, ph_end: u64) -> Vec<usize> {
+    if ef.shdrs.is_empty() {
+        return Vec::new();
+    }
+    let alloc = u64::from(sh::SHF_ALLOC);
+    let overlaps = |p: &ProgramHeader, a: u64, len: u64| {
+        a < p.p_vaddr.saturating_add(p.p_memsz) && a.saturating_add(len.max(1)) > p.p_vaddr
+    };
+    let rewritten_tags = [dynamic::DT_STRTAB, dynamic::DT_VERNEED];
+    ef.phdrs
+        .iter()
+        .enumerate()
+        .filter(|&(_, p)| {
+            // Only a plain copy of file bytes: a segment with a zero-filled part may be there
+            // to reserve address space.
+            p.p_type == ph::PT_LOAD
+                && p.p_filesz > 0
+                && p.p_memsz == p.p_filesz
+                && p.p_offset >= ph_end
+                && !overlaps(p, ef.header.e_entry, 1)
+        })
+        .filter(|&(_, p)| {
+            ef.shdrs.iter().all(|s| {
+                s.sh_flags & alloc == 0
+                    || s.sh_size == 0
+                    || moved_table(ef, s).is_some()
+                    || !overlaps(p, s.sh_addr, s.sh_size)
+            })
+        })
+        .filter(|&(i, p)| {
+            ef.phdrs.iter().enumerate().all(|(j, q)| {
+                i == j
+                    || matches!(q.p_type, ph::PT_LOAD | ph::PT_DYNAMIC)
+                    || q.p_memsz == 0
+                    || !overlaps(p, q.p_vaddr, q.p_memsz)
+            })
+        })
+        .filter(|&(_, p)| {
+            ef.dynamic.iter().all(|d| {
+                !shift::ADDRESS_TAGS.contains(&d.d_tag)
+                    || rewritten_tags.contains(&d.d_tag)
+                    || !overlaps(p, d.d_val, 1)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Two PT_NOTEs where the second continues the first exactly (in the file and in memory, same
+/// alignment, the first a whole number of aligned notes): the second's entry can be freed by
+/// growing the first over it, as linkers lay out notes anyway. `(first, second)`.
+fn mergeable_notes(ef: &ElfFile) -> Option<(usize, usize)> {
+    let notes: Vec<(usize, &ProgramHeader)> = ef
+        .phdrs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.p_type == ph::PT_NOTE && p.p_filesz > 0 && p.p_filesz == p.p_memsz)
+        .collect();
+    notes.iter().find_map(|&(i, a)| {
+        let align = a.p_align.max(4);
+        notes
+            .iter()
+            .find(|&&(_, b)| {
+                b.p_align.max(4) == align
+                    && a.p_filesz % align == 0
+                    && b.p_offset == a.p_offset + a.p_filesz
+                    && b.p_vaddr == a.p_vaddr.wrapping_add(a.p_filesz)
+            })
+            .map(|&(j, _)| (i, j))
     })
 }
 
@@ -692,13 +833,28 @@ fn room_after_phdrs(
         }
     }
     taken.retain(|&(a, b)| a < need_end && b > ph_end);
-    let inside_taken = |a: u64, b: u64| taken.iter().any(|&(x, y)| a >= x && b <= y);
+    // The old `.dynamic` need not move: the stamp writes a new one and points PT_DYNAMIC at
+    // it in the same commit, so its bytes may be overwritten (the record keeps them). patchelf
+    // puts it right after the program header table when it rewrites a non-PIE executable.
+    let replaced: Option<(u64, u64)> = ef
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == ph::PT_DYNAMIC && p.p_filesz > 0)
+        .map(|p| (p.p_offset, p.p_offset.saturating_add(p.p_filesz)));
+    let inside_taken = |a: u64, b: u64| {
+        taken
+            .iter()
+            .chain(replaced.as_ref())
+            .any(|&(x, y)| a >= x && b <= y)
+    };
 
     if ef.shdrs.is_empty() {
         // Without section headers nothing says what unclaimed bytes hold: every byte of the
         // room must be a movable piece, or alignment padding between two.
         let mut cursor = ph_end;
-        for &(a, b) in &taken {
+        let mut pieces: Vec<(u64, u64)> = taken.iter().chain(replaced.as_ref()).copied().collect();
+        pieces.sort();
+        for &(a, b) in &pieces {
             if a > cursor && a - cursor >= 16 {
                 break;
             }
@@ -720,7 +876,7 @@ fn room_after_phdrs(
     }
     if ef.phdrs.iter().any(|p| {
         let (a, b) = (p.p_offset, p.p_offset + p.p_filesz);
-        !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR)
+        !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR | ph::PT_DYNAMIC)
             && p.p_filesz > 0
             && a < need_end
             && b > ph_end

@@ -41,7 +41,7 @@ const MAX_UNIT: u64 = 0x10000;
 
 /// Dynamic tags whose value is an address (`DT_RELR` and the `DT_TLSDESC_*`/`DT_SYMINFO`
 /// tags by number: goblin does not name them all).
-const ADDRESS_TAGS: &[u64] = &[
+pub(super) const ADDRESS_TAGS: &[u64] = &[
     dynamic::DT_PLTGOT,
     dynamic::DT_HASH,
     dynamic::DT_STRTAB,
@@ -237,7 +237,12 @@ pub fn build(
         let is_dynstr = s.sh_type == sh::SHT_STRTAB && s.sh_offset == str_off && s.sh_size == strsz;
         shift_section(&mut s, at, inserted);
         if is_dynstr {
-            s.sh_size = new_strsz;
+            // The section runs on over the zeros that pad the inserted pages (empty strings;
+            // DT_STRSZ stays exact, so the record is still the table's last string). Left
+            // unclaimed, that room is where patchelf 0.14.3 puts a grown `.dynamic`, without
+            // making the read-only first segment writable: the loader then crashes writing
+            // DT_DEBUG. Claimed, patchelf makes room of its own, in a writable segment.
+            s.sh_size = strsz + inserted;
         }
         s
     });
