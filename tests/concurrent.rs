@@ -1,6 +1,7 @@
 //! Runs at the same time on one tree: two and three `fixup`s, and `stamp` racing `fixup`, 20
-//! rounds each on a fresh copy of a store-shaped tree (and three `stamp -o` into one OUT) (libraries, programs, a non-PIE program
-//! that takes the shifted layout, a read-only program, a copy of a large system program).
+//! rounds each on a fresh copy of a store-shaped tree (a chain of libraries, programs, a
+//! non-PIE program that takes the shifted layout, a read-only program, a copy of a large
+//! system program); and three `stamp -o` into one OUT.
 //! Every run must exit 0 and every file must end with the bytes and mode a single
 //! uninterrupted run gives — never half of one stamp and half of another, never a tail one run
 //! trimmed while another was writing it, no leftover temporary file.
@@ -8,8 +9,8 @@
 //! The runs are started together and nothing waits on a timer: each round is as much of a
 //! race as the scheduler makes it, and twenty rounds of several runs make it likely that
 //! every window (read, plan, append, commit, swap) is hit. Without the locks (`flock` in
-//! `src/write/lock.rs` made a no-op) 4 to 11 rounds of 20 fail in each race; without the
-//! directory lock of `stamp -o`, 3 to 7 of its 20.
+//! `src/write/lock.rs` made a no-op) 2 to 16 rounds of 20 fail in each race, 2 to 7 of the
+//! `stamp -o` one's.
 
 mod common;
 
@@ -25,6 +26,10 @@ const ROUNDS: usize = 20;
 const DEP: &str = "int dep(void) { return 40; }\n";
 const FOO: &str = "int dep(void);\nint foo(void) { return dep() + 1; }\n";
 const BAR: &str = "int foo(void);\nint bar(void) { return foo() + 1; }\n";
+/// A deeper chain, so stamped libraries list more than their own entries: plans must not
+/// depend on which of them another run has stamped already.
+const BAZ: &str = "int bar(void);\nint baz(void) { return bar() + 1; }\n";
+const DEEP: &str = "#include <stdio.h>\nint baz(void);\nint dep(void);\nint main(void) { printf(\"%d\\n\", baz() + dep()); return 0; }\n";
 const APP: &str = "#include <stdio.h>\nint foo(void);\nint bar(void);\nint main(void) { printf(\"%d\\n\", foo() + bar()); return 0; }\n";
 
 /// A tree to race on, and what one uninterrupted `fixup` makes of it.
@@ -220,6 +225,19 @@ fn build() -> Option<Race> {
         .link(&libfoo)
         .arg(&rpath_link)
         .build();
+    let libbaz = Cc::new(cc, BAZ, lib.join("libbaz.so.1"))
+        .shared(Some("libbaz.so.1"))
+        .runpath(&st.runpath(&[&s(&lib)]))
+        .link(&libbar)
+        .arg(&rpath_link)
+        .arg(format!("-Wl,-rpath-link,{}", s(&lib)))
+        .build();
+    let deep = Cc::new(cc, DEEP, bin.join("deep"))
+        .runpath(&st.runpath(&[&s(&lib), &s(&dep)]))
+        .link(&libbaz)
+        .link(&libdep)
+        .arg(format!("-Wl,-rpath-link,{}", s(&lib)))
+        .build();
     let app = |name: &str, source: &str, extra: &[&str]| {
         let mut c = Cc::new(cc, source, bin.join(name))
             .runpath(&st.runpath(&[&s(&lib)]))
@@ -271,9 +289,11 @@ fn build() -> Option<Race> {
     let mut expect: Vec<String> = (0..6).map(|i| format!("bin/app{i}")).collect();
     expect.extend(
         [
+            "bin/deep",
             "bin/shifted",
             "bin/readonly",
             "lib/libbar.so.1",
+            "lib/libbaz.so.1",
             "lib/libfoo.so.1.0.0",
         ]
         .map(String::from),
@@ -292,6 +312,8 @@ fn build() -> Option<Race> {
     );
     assert_eq!(std::fs::metadata(&readonly).unwrap().mode() & 0o7777, 0o555);
     let ran = run(Command::new(&readonly).env_clear());
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "83\n", "{ran:?}");
+    let ran = run(Command::new(&deep).env_clear());
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "83\n", "{ran:?}");
     // Premises of the races: a second run writes nothing, and `stamp` writes what `fixup`
     // writes, so any other result is the race's doing.
