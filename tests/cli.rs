@@ -371,6 +371,21 @@ fn nothing_to_stamp_is_not_called_already_stamped() {
         format!("{}: already stamped, unchanged\n", app.display())
     );
     assert_eq!(stamp_json(&app, &sd)["reason"], "already stamped");
+    // And a stamped file whose new plan changes nothing goes back to its original bytes, as
+    // one run on the original leaves it, not to a segment that changes nothing.
+    let (code, out, _) = common::stamp(&app, &keep_all);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "{}: restored its original, which has nothing to stamp\n",
+            app.display()
+        )
+    );
+    assert!(
+        std::fs::read(&app).unwrap() == app_before,
+        "not the original"
+    );
 }
 
 /// The numbers in fixup's summary line, added up.

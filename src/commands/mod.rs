@@ -147,6 +147,13 @@ pub fn policy(args: &PolicyArgs) -> Policy {
     }
 }
 
+/// Whether a plan keeps every entry as it is and adds none.
+pub fn changes_nothing(plan: &Plan) -> bool {
+    plan.needed
+        .iter()
+        .all(|n| n.original.as_deref() == Some(n.value.as_str()))
+}
+
 /// Why a file whose stamp left it as it was had nothing to stamp, when that is the reason
 /// (`None`: its stamp was already there). Said instead of "already stamped", which would be
 /// false for a file that never was.
@@ -154,8 +161,7 @@ pub fn nothing_to_stamp(plan: &Plan, policy: &Policy) -> Option<&'static str> {
     if plan.needed.is_empty() {
         return Some("no dependencies");
     }
-    let as_it_is = |n: &crate::plan::Needed| n.original.as_deref() == Some(n.value.as_str());
-    if !plan.needed.iter().all(as_it_is) {
+    if !changes_nothing(plan) {
         return None;
     }
     if plan

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{check_options, nothing_to_stamp, plan_options, policy, print, Outcome};
+use super::{
+    changes_nothing, check_options, nothing_to_stamp, plan_options, policy, print, Outcome,
+};
 use crate::cli::StampArgs;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
@@ -148,6 +150,10 @@ fn write_copy<'a>(
 fn human(target: &Path, done: &Done) -> String {
     let t = target.display();
     let mut s = match done {
+        // Our earlier stamp undone, the plan being to change nothing.
+        Done::Stamped { plan, .. } if changes_nothing(plan) => {
+            format!("{t}: restored its original, which has nothing to stamp\n")
+        }
         Done::Stamped { plan, grew_by } => {
             let (replaced, added) = counts(plan);
             format!("{t}: stamped {replaced} replaced, {added} added (+{grew_by} bytes)\n")

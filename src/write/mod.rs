@@ -151,6 +151,11 @@ pub fn stamp_file_as(
             (file, ef)
         }
     };
+    if ef.info.needed == needed {
+        // Restored, and the plan keeps the original's entries: the original is what one run
+        // on it leaves (not a segment that changes nothing).
+        return Ok(Outcome::Stamped { grew_by: 0 });
+    }
 
     // The in-place layout, unless shifting a non-PIE executable grows it less.
     let stamp = build(&file, &ef, needed);
