@@ -367,6 +367,9 @@ fn check(fx: &Fixtures, subject: usize, bytes: &[u8]) -> Result<Verdict, String>
                 "a refusal is exit 1 and one line naming the file: exit {code}, {stderr:?}"
             ));
         }
+        if std::env::var_os("SHRINKWRAP_FUZZ_VERBOSE").is_some() {
+            eprintln!("refused: {}", lines[0].trim_start_matches(&named));
+        }
         return Ok(if before.is_ok() {
             Verdict::Refused
         } else {

@@ -15,6 +15,7 @@
 mod record;
 mod replace;
 mod shift;
+mod verify;
 
 pub use replace::{is_temp_name, temp_name};
 
@@ -225,6 +226,7 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
+    verify::input(file, ef)?;
 
     // 1. The new string table: old bytes unchanged, new strings appended once each (the
     // record follows them, last).
@@ -281,7 +283,14 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         .iter()
         .filter(|p| p.p_type == ph::PT_LOAD)
         .collect();
-    let max_align = loads.iter().map(|p| p.p_align).max().unwrap_or(1).max(1);
+    // Like the kernel, count only alignments that are powers of two, and at least a page.
+    let max_align = loads
+        .iter()
+        .map(|p| p.p_align)
+        .filter(|a| a.is_power_of_two())
+        .max()
+        .unwrap_or(1)
+        .max(verify::PAGE);
     let max_end = loads
         .iter()
         .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
@@ -498,6 +507,19 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         tail.extend_from_slice(&sht);
     }
     debug_assert_eq!(seg_off + tail.len() as u64, stamped_size);
+    let stamped = verify::Overlay {
+        base: file,
+        base_size: ef.size,
+        head: &head,
+        tail_offset: seg_off,
+        tail: &tail,
+    };
+    verify::output(
+        &stamped,
+        ef.info.interpreter.as_deref(),
+        needed,
+        Some(seg_off),
+    )?;
     Ok(Stamp {
         tail_offset: seg_off,
         tail,

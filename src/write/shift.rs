@@ -75,6 +75,8 @@ pub struct Shifted {
     /// New bytes, at original file offsets.
     edits: Vec<(u64, Vec<u8>)>,
     original_size: u64,
+    /// The original's PT_INTERP, which the new file must keep.
+    interpreter: Option<String>,
 }
 
 /// The shifted stamp of `ef`, or `None` when the file does not fit this layout.
@@ -88,6 +90,7 @@ pub fn build(
     if hdr.e_type != header::ET_EXEC || ef.shdrs.is_empty() || ef.dynamic.is_empty() {
         return Ok(None);
     }
+    super::verify::input(file, ef)?;
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -270,6 +273,7 @@ pub fn build(
         strings,
         edits,
         original_size: ef.size,
+        interpreter: ef.info.interpreter.clone(),
     }))
 }
 
@@ -473,6 +477,6 @@ pub fn write(
                 "the rewritten file did not read back as planned; left unchanged".into(),
             ));
         }
-        Ok(())
+        super::verify::output(new, stamp.interpreter.as_deref(), needed, None)
     })
 }
