@@ -351,7 +351,10 @@ fn check(fx: &Fixtures, subject: usize, bytes: &[u8]) -> Result<Verdict, String>
         return Err(format!("shrinkwrap hung or was killed (exit {code})"));
     }
     if stderr.contains("panicked") || code == 101 {
-        return Err(format!("shrinkwrap panicked: {stderr}"));
+        return Err(format!(
+            "shrinkwrap panicked: {}",
+            stderr.replace('\n', " ")
+        ));
     }
     let after_bytes = std::fs::read(file).unwrap();
     if code != 0 {

@@ -833,14 +833,14 @@ fn room_after_phdrs(
         // claimed must move.
         let overlaps = |a: u64, b: u64| a < need_end && b > ph_end;
         if ef.shdrs.iter().any(|s| {
-            let (a, b) = (s.sh_offset, s.sh_offset + s.sh_size);
+            let (a, b) = (s.sh_offset, s.sh_offset.saturating_add(s.sh_size));
             s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && overlaps(a, b) && !inside_taken(a, b)
         }) {
             return no_room("a section that cannot move follows the program header table");
         }
     }
     if ef.phdrs.iter().any(|p| {
-        let (a, b) = (p.p_offset, p.p_offset + p.p_filesz);
+        let (a, b) = (p.p_offset, p.p_offset.saturating_add(p.p_filesz));
         !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR | ph::PT_DYNAMIC)
             && p.p_filesz > 0
             && a < need_end

@@ -124,7 +124,8 @@ pub fn build(
     {
         return Ok(None);
     }
-    if !head_holds_only_tables(ef, first, at) {
+    // Every section offset moves by the insertion: none may lie past the end (`.bss` too).
+    if !head_holds_only_tables(ef, first, at) || ef.shdrs.iter().any(|s| s.sh_offset > ef.size) {
         return Ok(None);
     }
 
@@ -331,7 +332,8 @@ fn shift_section(s: &mut SectionHeader, at: u64, inserted: u64) {
     if s.sh_offset >= at {
         s.sh_offset += inserted;
     } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-        s.sh_addr -= inserted;
+        // Wrapping: a section header may hold any address (the loader never reads them).
+        s.sh_addr = s.sh_addr.wrapping_sub(inserted);
     }
 }
 
@@ -352,7 +354,7 @@ pub fn computed_original(
             if s.sh_offset >= at + inserted {
                 s.sh_offset -= inserted;
             } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-                s.sh_addr += inserted;
+                s.sh_addr = s.sh_addr.wrapping_add(inserted);
                 if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
                     s.sh_size = at.checked_sub(s.sh_offset)?;
                 }
