@@ -475,6 +475,90 @@ fn fuzz_found_header_classes_are_refused_or_stamped_loadable() {
     );
 }
 
+/// The file offset of field `off` of the `nth` program header of type `ty`.
+fn phdr_field(b: &[u8], ty: u32, nth: usize, off: usize) -> usize {
+    let (phoff, phnum) = (get(b, 32, 8) as usize, get(b, 56, 2) as usize);
+    (0..phnum)
+        .map(|i| phoff + i * 56)
+        .filter(|&h| get(b, h, 4) as u32 == ty)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no program header {nth} of type {ty:#x}"))
+        + off
+}
+
+/// The classes fuzzing found, each made from a file the loader accepts: refused (exit 1, one
+/// line naming the file and the rule, bytes unchanged) — on the writer before this check, each
+/// was stamped into a file the loader rejects.
+#[test]
+fn fuzz_found_classes_are_refused_naming_the_rule() {
+    if !tools_present() {
+        return;
+    }
+    let fx = fixtures();
+    // (subject, field offset, new value from the old, the rule the refusal names)
+    type Case = (usize, fn(&[u8]) -> usize, fn(u64) -> u64, &'static str);
+    let cases: [Case; 5] = [
+        (
+            0,
+            |b| phdr_field(b, PT_LOAD, 1, 48),
+            |_| 0x1001,
+            "p_align 0x1001, not a power of two",
+        ),
+        (
+            2,
+            |b| phdr_field(b, PT_LOAD, 2, 48),
+            |_| 0x1800,
+            "p_align 0x1800, not a power of two",
+        ),
+        (
+            1,
+            |b| phdr_field(b, PT_LOAD, 1, 48),
+            |_| 1 << 62,
+            "larger than any page",
+        ),
+        (
+            0,
+            |b| phdr_field(b, PT_INTERP, 0, 16),
+            |v| v + 8,
+            "(PT_INTERP) at offset",
+        ),
+        (
+            2,
+            |b| phdr_field(b, PT_INTERP, 0, 16),
+            |v| v + 0x1000,
+            "(PT_INTERP) at offset",
+        ),
+    ];
+    for (subject, field, value, rule) in cases {
+        let (name, good, file, is_lib) = &fx.subjects[subject];
+        let mut b = good.clone();
+        let at = field(&b);
+        let v = value(get(&b, at, 8));
+        set(&mut b, at, 8, v);
+        std::fs::write(file, &b).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let what = format!("{name}: {rule}");
+        assert!(
+            loader_view(&fx, file, *is_lib).is_ok(),
+            "{what}: the loader must accept the mutant for the case to mean anything"
+        );
+        let store = fx.st.store.display().to_string();
+        let (code, _, stderr) = timed(
+            shrinkwrap()
+                .args(["stamp", "--store-dir", &store])
+                .arg(file),
+        );
+        assert_eq!(code, 1, "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("shrinkwrap: {}: cannot stamp: ", file.display()))
+                && stderr.contains(rule),
+            "{what}: {stderr}"
+        );
+        assert_eq!(std::fs::read(file).unwrap(), b, "{what}: the file changed");
+    }
+}
+
 #[test]
 fn random_mutants_short() {
     if !tools_present() {

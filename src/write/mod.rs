@@ -334,7 +334,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
             .iter()
             .find(|&&(a, b, _)| off >= a && off < b)
             .map(|&(a, _, rel)| {
-                let old_addr = a - l.p_offset + l.p_vaddr;
+                // Wrapping: the output check refuses what a lying first segment makes of it.
+                let old_addr = a.wrapping_sub(l.p_offset).wrapping_add(l.p_vaddr);
                 (
                     (seg_off + rel).wrapping_sub(a),
                     addr(rel).wrapping_sub(old_addr),

@@ -225,7 +225,7 @@ pub fn build(
         } else if p.p_offset >= at {
             p.p_offset += inserted;
         } else {
-            p.p_vaddr -= inserted;
+            p.p_vaddr = p.p_vaddr.wrapping_sub(inserted);
             p.p_paddr = p.p_paddr.wrapping_sub(inserted);
         }
         p

@@ -48,7 +48,7 @@ const TABLE_TAGS: &[(u64, &str)] = &[
 pub fn input(file: &dyn Source, ef: &ElfFile) -> Result<(), WriteError> {
     rules(file, ef).map_err(|why| {
         WriteError::Unsupported(format!(
-            "its program headers break a rule of the loader ({why}), so a new segment cannot be placed safely"
+            "its headers break a loader rule the stamp relies on ({why})"
         ))
     })
 }
@@ -65,7 +65,7 @@ pub fn output(
 ) -> Result<(), WriteError> {
     let fail = |why: String| {
         WriteError::Unsupported(format!(
-            "the stamped headers would break a rule of the loader ({why}); nothing was written"
+            "the stamped headers would break a loader rule ({why}); nothing was written"
         ))
     };
     let ef = read_elf_source(stamped).map_err(|e| fail(format!("re-reading them: {e}")))?;
