@@ -328,3 +328,40 @@ impl Source for Overlay<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Every range read from an overlay equals the same range of the file it stands for.
+    #[test]
+    fn overlay_reads_like_the_written_file() {
+        let base_bytes: Vec<u8> = (0..100u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&base_bytes).unwrap();
+        let head = [0xaa; 10];
+        let tail = [0xbb, 0xcc, 0xdd, 0xee, 0xff];
+        let ov = Overlay {
+            base: &f,
+            base_size: 100,
+            head: &head,
+            tail_offset: 128,
+            tail: &tail,
+        };
+        let mut want = base_bytes.clone();
+        want[..10].copy_from_slice(&head);
+        want.resize(128, 0);
+        want.extend_from_slice(&tail);
+        assert_eq!(ov.size().unwrap(), want.len() as u64);
+        for start in 0..want.len() {
+            for end in start..=want.len() {
+                let mut got = vec![1u8; end - start];
+                ov.read_exact_at(&mut got, start as u64).unwrap();
+                assert_eq!(got, want[start..end], "{start}..{end}");
+            }
+        }
+        let mut past = [0u8; 2];
+        assert!(ov.read_exact_at(&mut past, want.len() as u64 - 1).is_err());
+    }
+}
