@@ -287,6 +287,9 @@ fn timed(cmd: &mut Command) -> (i32, String, String) {
     let mut t = Command::new("timeout");
     t.args(["-s", "KILL", TIMEOUT]).arg(cmd.get_program());
     t.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        t.current_dir(dir);
+    }
     t.env_clear();
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
@@ -309,14 +312,18 @@ fn loader_view(fx: &Fixtures, file: &Path, is_lib: bool) -> Result<Vec<String>, 
     if !list.missing.is_empty() {
         return Err(format!("not found: {:?}", list.missing));
     }
+    // A mutant may call some other function than it meant to (a mutated symbol table): it
+    // runs in its own directory, where any file it makes is harmless.
+    let dir = file.parent().unwrap();
     let (code, stdout, stderr) = if is_lib {
         timed(
             Command::new(&fx.consumer)
-                .env("LD_LIBRARY_PATH", file.parent().unwrap())
-                .env("LD_BIND_NOW", "1"),
+                .env("LD_LIBRARY_PATH", dir)
+                .env("LD_BIND_NOW", "1")
+                .current_dir(dir),
         )
     } else {
-        timed(Command::new(file).env("LD_BIND_NOW", "1"))
+        timed(Command::new(file).env("LD_BIND_NOW", "1").current_dir(dir))
     };
     if code != 0 || stdout != "7\n" {
         return Err(format!("run: exit {code}, {stdout:?} {}", stderr.trim()));
