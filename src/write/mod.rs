@@ -16,6 +16,7 @@ mod lock;
 mod record;
 mod replace;
 mod shift;
+mod verify;
 
 pub use lock::{flock, open_locked, open_to_read, Lock};
 pub use replace::{is_temp_name, temp_name};
@@ -287,6 +288,7 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
+    verify::input(file, ef)?;
 
     // 1. The new string table: old bytes unchanged, new strings appended once each (the
     // record follows them, last).
@@ -343,7 +345,14 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         .iter()
         .filter(|p| p.p_type == ph::PT_LOAD)
         .collect();
-    let max_align = loads.iter().map(|p| p.p_align).max().unwrap_or(1).max(1);
+    // Like the kernel, count only alignments that are powers of two, and at least a page.
+    let max_align = loads
+        .iter()
+        .map(|p| p.p_align)
+        .filter(|a| a.is_power_of_two())
+        .max()
+        .unwrap_or(1)
+        .max(verify::PAGE);
     let max_end = loads
         .iter()
         .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
@@ -387,7 +396,8 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
             .iter()
             .find(|&&(a, b, _)| off >= a && off < b)
             .map(|&(a, _, rel)| {
-                let old_addr = a - l.p_offset + l.p_vaddr;
+                // Wrapping: the output check refuses what a lying first segment makes of it.
+                let old_addr = a.wrapping_sub(l.p_offset).wrapping_add(l.p_vaddr);
                 (
                     (seg_off + rel).wrapping_sub(a),
                     addr(rel).wrapping_sub(old_addr),
@@ -560,6 +570,19 @@ fn build(file: &dyn Source, ef: &ElfFile, needed: &[String]) -> Result<Stamp, Wr
         tail.extend_from_slice(&sht);
     }
     debug_assert_eq!(seg_off + tail.len() as u64, stamped_size);
+    let stamped = verify::Overlay {
+        base: file,
+        base_size: ef.size,
+        head: &head,
+        tail_offset: seg_off,
+        tail: &tail,
+    };
+    verify::output(
+        &stamped,
+        ef.info.interpreter.as_deref(),
+        needed,
+        Some(seg_off),
+    )?;
     Ok(Stamp {
         tail_offset: seg_off,
         tail,
@@ -873,14 +896,14 @@ fn room_after_phdrs(
         // claimed must move.
         let overlaps = |a: u64, b: u64| a < need_end && b > ph_end;
         if ef.shdrs.iter().any(|s| {
-            let (a, b) = (s.sh_offset, s.sh_offset + s.sh_size);
+            let (a, b) = (s.sh_offset, s.sh_offset.saturating_add(s.sh_size));
             s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && overlaps(a, b) && !inside_taken(a, b)
         }) {
             return no_room("a section that cannot move follows the program header table");
         }
     }
     if ef.phdrs.iter().any(|p| {
-        let (a, b) = (p.p_offset, p.p_offset + p.p_filesz);
+        let (a, b) = (p.p_offset, p.p_offset.saturating_add(p.p_filesz));
         !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR | ph::PT_DYNAMIC)
             && p.p_filesz > 0
             && a < need_end

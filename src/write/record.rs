@@ -277,10 +277,16 @@ pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
     for p in &ef.phdrs {
         extent = extent.max(p.p_offset.saturating_add(p.p_filesz));
     }
-    extent = extent
-        .max(ef.header.e_shoff + u64::from(ef.header.e_shentsize) * u64::from(ef.header.e_shnum));
-    let at = extent.div_ceil(super::FILE_ALIGN) * super::FILE_ALIGN;
-    if at + TAIL_LEN as u64 > ef.size {
+    extent = extent.max(
+        ef.header
+            .e_shoff
+            .saturating_add(u64::from(ef.header.e_shentsize) * u64::from(ef.header.e_shnum)),
+    );
+    // Headers are untrusted: an extent near the top of the range is no tail of ours.
+    let at = extent
+        .div_ceil(super::FILE_ALIGN)
+        .saturating_mul(super::FILE_ALIGN);
+    if at.saturating_add(TAIL_LEN as u64) > ef.size {
         return Ok(None);
     }
     let mut m = [0u8; TAIL_LEN];

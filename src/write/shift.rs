@@ -75,6 +75,8 @@ pub struct Shifted {
     /// New bytes, at original file offsets.
     edits: Vec<(u64, Vec<u8>)>,
     original_size: u64,
+    /// The original's PT_INTERP, which the new file must keep.
+    interpreter: Option<String>,
 }
 
 /// The shifted stamp of `ef`, or `None` when the file does not fit this layout.
@@ -88,6 +90,7 @@ pub fn build(
     if hdr.e_type != header::ET_EXEC || ef.shdrs.is_empty() || ef.dynamic.is_empty() {
         return Ok(None);
     }
+    super::verify::input(file, ef)?;
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -121,7 +124,8 @@ pub fn build(
     {
         return Ok(None);
     }
-    if !head_holds_only_tables(ef, first, at) {
+    // Every section offset moves by the insertion: none may lie past the end (`.bss` too).
+    if !head_holds_only_tables(ef, first, at) || ef.shdrs.iter().any(|s| s.sh_offset > ef.size) {
         return Ok(None);
     }
 
@@ -221,7 +225,7 @@ pub fn build(
         } else if p.p_offset >= at {
             p.p_offset += inserted;
         } else {
-            p.p_vaddr -= inserted;
+            p.p_vaddr = p.p_vaddr.wrapping_sub(inserted);
             p.p_paddr = p.p_paddr.wrapping_sub(inserted);
         }
         p
@@ -270,6 +274,7 @@ pub fn build(
         strings,
         edits,
         original_size: ef.size,
+        interpreter: ef.info.interpreter.clone(),
     }))
 }
 
@@ -327,7 +332,8 @@ fn shift_section(s: &mut SectionHeader, at: u64, inserted: u64) {
     if s.sh_offset >= at {
         s.sh_offset += inserted;
     } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-        s.sh_addr -= inserted;
+        // Wrapping: a section header may hold any address (the loader never reads them).
+        s.sh_addr = s.sh_addr.wrapping_sub(inserted);
     }
 }
 
@@ -348,7 +354,7 @@ pub fn computed_original(
             if s.sh_offset >= at + inserted {
                 s.sh_offset -= inserted;
             } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-                s.sh_addr += inserted;
+                s.sh_addr = s.sh_addr.wrapping_add(inserted);
                 if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
                     s.sh_size = at.checked_sub(s.sh_offset)?;
                 }
@@ -473,7 +479,7 @@ pub fn write(
                 "the rewritten file did not read back as planned; left unchanged".into(),
             ));
         }
-        Ok(())
+        super::verify::output(new, stamp.interpreter.as_deref(), needed, None)
     })
     .map(drop)
 }
