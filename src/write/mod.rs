@@ -134,6 +134,7 @@ pub fn stamp_file_as(
     }
     // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
     // stacks stamps and the result depends only on the original and the plan.
+    let previous = ef.info.needed.clone();
     let restored = match record::ours(&file, &ef)? {
         record::Ours::No => None,
         record::Ours::Original(original) => Some(original.restore(path)?),
@@ -143,6 +144,7 @@ pub fn stamp_file_as(
             ))
         }
     };
+    let was_restored = restored.is_some();
     let (file, ef) = match restored {
         None => (file, ef),
         // Restoring a shifted stamp replaced the file: the new one comes back locked.
@@ -157,17 +159,37 @@ pub fn stamp_file_as(
         // on it leaves (not a segment that changes nothing).
         return Ok(Outcome::Stamped { grew_by: 0 });
     }
+    let result = write_plan(path, &file, &ef, needed);
+    if result.is_err() && was_restored {
+        // The new plan failed on the restored original (a header rule, no room, a write
+        // error): stamp the original with the previous plan again, which gives back the bytes
+        // of the earlier stamp (stamping is deterministic), so a failed run leaves the file as
+        // it found it. Best effort: the error reported is the new plan's.
+        if let Ok(ef) = read_elf_file(&file) {
+            let _ = write_plan(path, &file, &ef, &previous);
+        }
+    }
+    result
+}
 
+/// Writes `needed` into `file` (read as `ef`, under the caller's lock), whose DT_NEEDED list
+/// differs from it: in place, or shifted when that grows a non-PIE executable less.
+fn write_plan(
+    path: &Path,
+    file: &File,
+    ef: &ElfFile,
+    needed: &[String],
+) -> Result<Outcome, WriteError> {
     // The in-place layout, unless shifting a non-PIE executable grows it less.
-    let stamp = build(&file, &ef, needed);
+    let stamp = build(file, ef, needed);
     let in_place_growth = stamp
         .as_ref()
         .ok()
         .map(|s| (s.tail_offset + s.tail.len() as u64).saturating_sub(ef.size));
     if let Some(shifted) =
-        shift::build(&file, &ef, needed)?.filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
+        shift::build(file, ef, needed)?.filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
     {
-        match shift::write(path, &file, &shifted, needed) {
+        match shift::write(path, file, &shifted, needed) {
             Ok(()) => {
                 return Ok(Outcome::Stamped {
                     grew_by: shifted.inserted,
@@ -179,7 +201,11 @@ pub fn stamp_file_as(
     }
     let stamp = stamp?;
     let original_size = ef.size;
-    file.write_all_at(&stamp.tail, stamp.tail_offset)?;
+    if let Err(e) = file.write_all_at(&stamp.tail, stamp.tail_offset) {
+        // A full disk or a file size limit: what was appended is not referenced; cut it off.
+        let _ = file.set_len(original_size);
+        return Err(e.into());
+    }
     // The commit point.
     if let Err(e) = file.write_all_at(&stamp.head, 0) {
         let _ = file.set_len(original_size);
