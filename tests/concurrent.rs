@@ -19,7 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{exporting, have, run, Cc, Store};
+use common::{exporting, have, run, snapshot, Cc, Entry, Store};
 
 const ROUNDS: usize = 20;
 
@@ -45,40 +45,8 @@ struct Race {
     reference: BTreeMap<PathBuf, Entry>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Entry {
-    Dir,
-    Link(PathBuf),
-    File { mode: u32, bytes: Vec<u8> },
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Entry> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let entry = if meta.file_type().is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap())
-            } else if meta.is_dir() {
-                walk(root, &p, out);
-                Entry::Dir
-            } else {
-                Entry::File {
-                    mode: meta.mode() & 0o7777,
-                    bytes: std::fs::read(&p).unwrap(),
-                }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// `rm -rf DST; cp -a SRC DST`.

@@ -12,7 +12,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{all_absolute, have, ld_so_list, loader_paths, readelf_needed, run, Cc, Store};
+use common::{
+    all_absolute, differences, have, ld_so_list, loader_paths, mtimes, readelf_needed, run,
+    snapshot, Cc, Entry, Store,
+};
 use serde_json::Value;
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -289,62 +292,6 @@ fn run_program(p: &Path, args: &[String]) -> (Option<i32>, String) {
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
     )
-}
-
-/// Every file, directory and symlink under `dir`, by relative path.
-#[derive(Debug, PartialEq, Eq)]
-enum Entry {
-    Dir(u32),
-    Link(PathBuf),
-    File { mode: u32, bytes: Vec<u8> },
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Entry> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let entry = if meta.file_type().is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap())
-            } else if meta.is_dir() {
-                walk(root, &p, out);
-                Entry::Dir(meta.mode() & 0o7777)
-            } else {
-                Entry::File {
-                    mode: meta.mode() & 0o7777,
-                    bytes: std::fs::read(&p).unwrap(),
-                }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// The paths of the files of two snapshots that differ.
-fn differences(a: &BTreeMap<PathBuf, Entry>, b: &BTreeMap<PathBuf, Entry>) -> Vec<String> {
-    let mut keys: Vec<&PathBuf> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| s(k))
-        .collect()
-}
-
-/// Modification times (seconds, nanoseconds) of every regular file under `dir`.
-fn mtimes(dir: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
-    snapshot(dir)
-        .into_iter()
-        .filter(|(_, e)| matches!(e, Entry::File { .. }))
-        .map(|(rel, _)| {
-            let m = std::fs::symlink_metadata(dir.join(&rel)).unwrap();
-            (rel, (m.mtime(), m.mtime_nsec()))
-        })
-        .collect()
 }
 
 /// `cp -a SRC DST`.

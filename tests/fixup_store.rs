@@ -15,12 +15,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{have, ld_so_list, run, shrinkwrap, skip, Store, SYSTEM_ROOTS};
+use common::{differences, have, ld_so_list, run, shrinkwrap, skip, Entry, Store, SYSTEM_ROOTS};
 
 const SYSTEM_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// glibc's parts that go into the glibc input (and into one output, as its own copy).
@@ -348,43 +347,27 @@ impl Layout {
     }
 }
 
-/// Every entry under the outputs: bytes (hashed), mode and link target; with `times`, the
-/// mtime too.
-fn snapshot(roots: &[PathBuf], times: bool) -> BTreeMap<PathBuf, (u64, u32, i64, i64)> {
-    fn walk(dir: &Path, times: bool, out: &mut BTreeMap<PathBuf, (u64, u32, i64, i64)>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                walk(&p, times, out);
-                continue;
-            }
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            if m.file_type().is_symlink() {
-                std::fs::read_link(&p).unwrap().hash(&mut h);
-            } else {
-                std::fs::read(&p).unwrap().hash(&mut h);
-            }
-            let (t, tn) = if times {
-                (m.mtime(), m.mtime_nsec())
-            } else {
-                (0, 0)
-            };
-            out.insert(p, (h.finish(), m.mode(), t, tn));
-        }
-    }
-    let mut out = BTreeMap::new();
-    for r in roots {
-        walk(r, times, &mut out);
-    }
-    out
+/// Everything under the outputs (`common::snapshot`), by absolute path.
+fn snapshot(roots: &[PathBuf]) -> BTreeMap<PathBuf, Entry> {
+    roots
+        .iter()
+        .flat_map(|r| {
+            common::snapshot(r)
+                .into_iter()
+                .map(|(rel, e)| (r.join(rel), e))
+        })
+        .collect()
 }
 
-fn differences<V: PartialEq>(a: &BTreeMap<PathBuf, V>, b: &BTreeMap<PathBuf, V>) -> Vec<String> {
-    let keys: BTreeSet<&PathBuf> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| s(k))
+/// The mtimes of every file under the outputs, by absolute path.
+fn mtimes(roots: &[PathBuf]) -> BTreeMap<PathBuf, (i64, i64)> {
+    roots
+        .iter()
+        .flat_map(|r| {
+            common::mtimes(r)
+                .into_iter()
+                .map(|(rel, t)| (r.join(rel), t))
+        })
         .collect()
 }
 
@@ -459,7 +442,7 @@ fn fixup_on_a_store_tree_keeps_what_loads_and_is_idempotent() {
     assert!(broken.is_empty(), "the loader refuses: {broken:?}");
     let ran = t.versions();
     assert!(!ran.is_empty(), "no program to run");
-    let pristine = snapshot(&t.outputs, false);
+    let pristine = snapshot(&t.outputs);
 
     // One run: the loader sees the same files in the same order.
     let err = t.fixup("2");
@@ -504,15 +487,17 @@ fn fixup_on_a_store_tree_keeps_what_loads_and_is_idempotent() {
             );
         }
     }
-    let once = snapshot(&t.outputs, false);
+    let once = snapshot(&t.outputs);
     assert_ne!(once, pristine, "fixup wrote nothing");
 
     // A second run writes nothing: bytes and mtimes.
-    let timed = snapshot(&t.outputs, true);
+    let times = mtimes(&t.outputs);
     let err = t.fixup("2");
     assert!(err.contains("stamped 0 files"), "{err}");
-    let d = differences(&timed, &snapshot(&t.outputs, true));
+    let d = differences(&once, &snapshot(&t.outputs));
     assert!(d.is_empty(), "a second run changed {d:?}");
+    let d = differences(&times, &mtimes(&t.outputs));
+    assert!(d.is_empty(), "a second run touched {d:?}");
 
     // Killed runs, completed: the bytes of one run. Each kill comes once a random number of
     // files have been written (polled, not timed), so the moments spread over the write phase.
@@ -541,12 +526,12 @@ fn fixup_on_a_store_tree_keeps_what_loads_and_is_idempotent() {
             }
             std::thread::yield_now();
         };
-        let partial = snapshot(&t.outputs, false);
+        let partial = snapshot(&t.outputs);
         if killed && partial != once && partial != pristine {
             interrupted += 1;
         }
         t.fixup(jobs);
-        let d = differences(&once, &snapshot(&t.outputs, false));
+        let d = differences(&once, &snapshot(&t.outputs));
         assert!(
             d.is_empty(),
             "round {round} (killed after {k} files written, -j{jobs}): completed run differs in {d:?}"
@@ -565,7 +550,7 @@ fn fixup_on_a_store_tree_keeps_what_loads_and_is_idempotent() {
     );
     t.reset();
     t.fixup("2");
-    let d = differences(&once, &snapshot(&t.outputs, false));
+    let d = differences(&once, &snapshot(&t.outputs));
     assert!(
         d.is_empty(),
         "against stamped inputs the outputs differ in {d:?}"

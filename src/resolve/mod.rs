@@ -279,6 +279,9 @@ pub struct Resolver {
     opts: Options,
     probes: ProbeCache,
     loaders: Mutex<HashMap<String, Arc<LoaderConfig>>>,
+    /// The real directory of each glibc part met (`None`: not there), for [`mixed_glibc`]:
+    /// the same few files come up in every closure.
+    real_dirs: Mutex<HashMap<String, Option<PathBuf>>>,
 }
 
 /// A loaded object during the walk (the loader's `link_map`).
@@ -314,6 +317,7 @@ impl Resolver {
             probes: ProbeCache::new(opts.originals),
             opts,
             loaders: Mutex::new(HashMap::new()),
+            real_dirs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -419,6 +423,7 @@ impl Resolver {
                 .as_deref()
                 .filter(|_| self.opts.interpreter.is_some() || root.info.soname.is_none()),
             &libraries,
+            |p| self.real_dir(p),
         ));
         warnings.extend(closure_warnings);
         Ok(Closure {
@@ -430,6 +435,21 @@ impl Resolver {
             missing,
             warnings,
         })
+    }
+
+    /// The directory `path` is in, with symlinks resolved; `None` when it is not there.
+    fn real_dir(&self, path: &str) -> Option<PathBuf> {
+        if let Some(d) = self.real_dirs.lock().unwrap().get(path) {
+            return d.clone();
+        }
+        let dir = std::fs::canonicalize(path)
+            .ok()
+            .and_then(|real| real.parent().map(Path::to_path_buf));
+        self.real_dirs
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), dir.clone());
+        dir
     }
 
     fn loader_config(&self, interp: &str, main: &ElfInfo) -> Arc<LoaderConfig> {
@@ -845,31 +865,29 @@ fn is_glibc_loader(soname: &str) -> bool {
 /// library's default interpreter is only a guess, so its loader is left out. The root file
 /// itself is not part of its closure: a copy of `libm.so.6` stamped elsewhere is still one
 /// build with the `libc.so.6` it loads.
-fn mixed_glibc(interp: Option<&str>, libs: &[Library]) -> Option<Warning> {
+fn mixed_glibc(
+    interp: Option<&str>,
+    libs: &[Library],
+    real_dir: impl Fn(&str) -> Option<PathBuf>,
+) -> Option<Warning> {
     let is_part = |soname: &str| GLIBC_PARTS.contains(&soname) || is_glibc_loader(soname);
     let mut parts: Vec<&str> = Vec::new();
-    // An interpreter that is not there (a cross program's, run under qemu with another root)
-    // says nothing about where its glibc lives.
-    if let Some(i) = interp.filter(|i| Path::new(i).exists()) {
+    // Files that are not there (a cross program's interpreter, run under qemu with another
+    // root) say nothing about where their glibc lives.
+    if let Some(i) = interp {
         parts.push(i);
     }
     for l in libs {
         let part = l.object.info.soname.as_deref().is_some_and(is_part);
         let guessed_loader = l.via == Via::Interpreter && interp.is_none();
-        if part && !guessed_loader && Path::new(&l.path).exists() {
+        if part && !guessed_loader {
             parts.push(&l.path);
         }
     }
-    let dir = |p: &str| {
-        let real = std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
-        real.parent().map(Path::to_path_buf)
-    };
-    let first = *parts.first()?;
-    let first_dir = dir(first);
-    parts[1..]
-        .iter()
-        .find(|p| dir(p) != first_dir)
-        .map(|second| Warning::MixedGlibc {
+    let mut dirs = parts.into_iter().filter_map(|p| Some((p, real_dir(p)?)));
+    let (first, first_dir) = dirs.next()?;
+    dirs.find(|(_, d)| *d != first_dir)
+        .map(|(second, _)| Warning::MixedGlibc {
             first: first.to_string(),
             second: second.to_string(),
         })

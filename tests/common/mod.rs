@@ -506,3 +506,70 @@ pub fn elf_files_under(roots: &[&str], keep: impl Fn(&[u8; 20]) -> bool) -> Vec<
         .collect();
     set.into_iter().collect()
 }
+
+/// One entry of a [`snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A directory, with its mode.
+    Dir(u32),
+    /// A symlink, with its target.
+    Link(PathBuf),
+    File {
+        mode: u32,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Everything under `dir`, by path relative to it: directories with their mode, symlinks with
+/// their target, files with their mode and bytes.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Entry> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Entry>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let entry = if meta.file_type().is_symlink() {
+                Entry::Link(std::fs::read_link(&p).unwrap())
+            } else if meta.is_dir() {
+                walk(root, &p, out);
+                Entry::Dir(meta.mode() & 0o7777)
+            } else {
+                Entry::File {
+                    mode: meta.mode() & 0o7777,
+                    bytes: std::fs::read(&p).unwrap(),
+                }
+            };
+            out.insert(rel, entry);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The keys whose values differ between two maps (one missing counts), in order.
+pub fn differences<V: PartialEq>(
+    a: &std::collections::BTreeMap<PathBuf, V>,
+    b: &std::collections::BTreeMap<PathBuf, V>,
+) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&PathBuf> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| k.display().to_string())
+        .collect()
+}
+
+/// Modification times (seconds, nanoseconds) of every regular file under `dir`, by path
+/// relative to it.
+pub fn mtimes(dir: &Path) -> std::collections::BTreeMap<PathBuf, (i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    snapshot(dir)
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Entry::File { .. }))
+        .map(|(rel, _)| {
+            let m = std::fs::symlink_metadata(dir.join(&rel)).unwrap();
+            (rel, (m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
