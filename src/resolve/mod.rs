@@ -391,6 +391,7 @@ impl Resolver {
             libraries: Vec::new(),
             missing: Vec::new(),
             warnings,
+            dirs: HashMap::new(),
         };
         // The loader maps itself before anything else, under its PT_INTERP name and soname.
         if let Some(l) = &loader {
@@ -479,6 +480,9 @@ struct Walk<'a> {
     libraries: Vec<Library>,
     missing: Vec<Missing>,
     warnings: Vec<Warning>,
+    /// Each node's DT_RPATH / DT_RUNPATH directories, split and expanded once per walk (a
+    /// node asks for each of its DT_NEEDED names through the same list).
+    dirs: HashMap<(usize, bool), Arc<Vec<String>>>,
 }
 
 impl Walk<'_> {
@@ -658,6 +662,22 @@ impl Walk<'_> {
         }
     }
 
+    /// `node`'s DT_RUNPATH (`runpath`) or effective DT_RPATH directories, expanded for it.
+    fn dirs_of(&mut self, node: usize, runpath: bool) -> Option<Arc<Vec<String>>> {
+        if let Some(d) = self.dirs.get(&(node, runpath)) {
+            return Some(d.clone());
+        }
+        let info = &self.nodes[node].object.info;
+        let list = if runpath {
+            info.runpath.as_deref()
+        } else {
+            info.effective_rpath()
+        }?;
+        let d = Arc::new(split_dirs(list, &[':'], &self.tokens(node)));
+        self.dirs.insert((node, runpath), d.clone());
+        Some(d)
+    }
+
     /// `_dl_map_object`'s search for a name without `/`, in the loader's order.
     fn loader_search(&mut self, name: &str, req: usize) -> Found {
         let info = &self.nodes[req].object.info;
@@ -667,8 +687,7 @@ impl Walk<'_> {
             let mut did_main = false;
             let mut at = Some(req);
             while let Some(i) = at {
-                if let Some(rpath) = self.nodes[i].object.info.effective_rpath() {
-                    let dirs = split_dirs(rpath, &[':'], &self.tokens(i));
+                if let Some(dirs) = self.dirs_of(i, false) {
                     if let Some(hit) = self.try_dirs(&dirs, name, Via::Rpath)? {
                         return Ok(hit);
                     }
@@ -677,8 +696,7 @@ impl Walk<'_> {
                 at = self.nodes[i].loader;
             }
             if !did_main {
-                if let Some(rpath) = self.nodes[0].object.info.effective_rpath() {
-                    let dirs = split_dirs(rpath, &[':'], &self.tokens(0));
+                if let Some(dirs) = self.dirs_of(0, false) {
                     if let Some(hit) = self.try_dirs(&dirs, name, Via::Rpath)? {
                         return Ok(hit);
                     }
@@ -693,8 +711,7 @@ impl Walk<'_> {
             }
         }
         // 3. DT_RUNPATH of the requester only.
-        if let Some(runpath) = self.nodes[req].object.info.runpath.clone() {
-            let dirs = split_dirs(&runpath, &[':'], &self.tokens(req));
+        if let Some(dirs) = self.dirs_of(req, true) {
             if let Some(hit) = self.try_dirs(&dirs, name, Via::Runpath)? {
                 return Ok(hit);
             }
@@ -761,7 +778,7 @@ impl Walk<'_> {
                 .map(|l| format!("{dir}glibc-hwcaps/{l}/{name}"))
                 .filter(|v| matches!(self.r.probes.probe(Path::new(v)), Probe::Found(_)))
                 .collect();
-            match self.r.probes.probe(Path::new(&path)) {
+            match self.r.probes.probe_in(dir_path, name, Path::new(&path)) {
                 Probe::Absent => {
                     for variant in variants {
                         self.warn(Warning::HwcapsSkipped {

@@ -1,7 +1,8 @@
 //! The file-system side of resolving: which candidate files exist, what they are, and a cache
 //! so each file is opened and parsed once however many objects ask for it, across threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +35,8 @@ pub enum Probe {
 pub struct ProbeCache {
     files: RwLock<HashMap<PathBuf, Probe>>,
     hwcaps: RwLock<HashMap<PathBuf, Arc<Vec<String>>>>,
+    /// The names in each search directory, read once (`None`: it cannot be listed).
+    listings: RwLock<HashMap<PathBuf, Option<Arc<HashSet<OsString>>>>>,
     /// Read a file we stamped as its original (see `Options::originals`).
     originals: bool,
 }
@@ -58,6 +61,40 @@ impl ProbeCache {
             .entry(path.to_path_buf())
             .or_insert(probe)
             .clone()
+    }
+
+    /// [`probe`](Self::probe) of `path`, which is `name` in the search directory `dir`: a name
+    /// the directory's listing does not hold is absent without a look. A search over a long
+    /// RUNPATH asks every directory for names most do not have; one `getdents` per directory
+    /// answers them all, where one failed `open` per name and directory would not.
+    pub fn probe_in(&self, dir: &Path, name: &str, path: &Path) -> Probe {
+        if let Some(names) = self.listing(dir) {
+            if !names.contains(OsStr::new(name)) {
+                return Probe::Absent;
+            }
+        }
+        self.probe(path)
+    }
+
+    /// The names in `dir`, read once; `None` when it cannot be read (then every candidate is
+    /// opened, as the loader would).
+    fn listing(&self, dir: &Path) -> Option<Arc<HashSet<OsString>>> {
+        if let Some(l) = self.listings.read().unwrap().get(dir) {
+            return l.clone();
+        }
+        let names: Option<Arc<HashSet<OsString>>> = std::fs::read_dir(dir)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<io::Result<HashSet<OsString>>>()
+            })
+            .ok()
+            .map(Arc::new);
+        self.listings
+            .write()
+            .unwrap()
+            .insert(dir.to_path_buf(), names.clone());
+        names
     }
 
     /// Remembers what a caller already read at `path`, so resolution does not read it again.
