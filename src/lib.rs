@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod elf;
+pub mod lock;
 pub mod plan;
 pub mod report;
 pub mod resolve;

@@ -9,7 +9,7 @@
 //! The runs are started together and nothing waits on a timer: each round is as much of a
 //! race as the scheduler makes it, and twenty rounds of several runs make it likely that
 //! every window (read, plan, append, commit, swap) is hit. Without the locks (`flock` in
-//! `src/write/lock.rs` made a no-op) 2 to 16 rounds of 20 fail in each race, 2 to 7 of the
+//! `src/lock.rs` made a no-op) 2 to 16 rounds of 20 fail in each race, 2 to 7 of the
 //! `stamp -o` one's.
 
 mod common;

@@ -9,6 +9,7 @@ use super::{
     changes_nothing, check_options, nothing_to_stamp, plan_options, policy, print, Outcome,
 };
 use crate::cli::StampArgs;
+use crate::lock;
 use crate::plan::{self, NotPlanned, Plan, Policy};
 use crate::resolve::Resolver;
 use crate::write::{self, WriteError};
@@ -113,13 +114,13 @@ fn write_copy<'a>(
         .unwrap_or(Path::new("."));
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     // The name a killed run's leftover has everywhere, so `fixup` passes it over.
-    let tmp: PathBuf = dir.join(write::temp_name(&name));
+    let tmp: PathBuf = dir.join(crate::elf::stamped::temp_name(&name));
     // Runs writing into one directory take turns: two into the same OUT would share `tmp`.
     // Under this lock, a `tmp` already there is a killed run's.
     let dir_lock = std::fs::File::open(dir).map_err(on_output)?;
-    write::flock(&dir_lock, write::Lock::Exclusive).map_err(on_output)?;
+    lock::flock(&dir_lock, lock::Lock::Exclusive).map_err(on_output)?;
     // Copied under a shared lock, so never half of another run's stamp.
-    let src = write::open_locked(file, write::Lock::Shared).map_err(on_input)?;
+    let src = lock::open_locked(file, lock::Lock::Shared).map_err(on_input)?;
     let mut dst = std::fs::File::create(&tmp).map_err(on_output)?;
     let result = (|| {
         let mut buf = vec![0u8; 1 << 20];

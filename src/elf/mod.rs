@@ -5,8 +5,10 @@
 //! small one. ELF32/ELF64 and both byte orders go through one code path: goblin's `Ctx` carries
 //! class and endianness into every parse.
 
+pub mod encode;
 mod error;
 mod read;
+pub mod stamped;
 
 pub use error::ElfError;
 pub use read::{

@@ -34,7 +34,7 @@ pub fn read_elf_file(file: &File) -> Result<ElfFile, ElfError> {
 }
 
 /// Where ELF bytes come from: a file, or a view of one (the original behind our own stamp,
-/// `write::record::Original`).
+/// `elf::stamped::Original`).
 pub trait Source {
     fn size(&self) -> std::io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;

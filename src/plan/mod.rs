@@ -153,9 +153,9 @@ impl Read {
 
 /// Opens and parses `path` once, for planning.
 pub fn read(path: &Path) -> Result<Read, ElfError> {
-    let (file, file_id) = crate::write::open_to_read(path)?;
+    let (file, file_id) = crate::lock::open_to_read(path)?;
     let ef = read_elf_file(&file)?;
-    let original = crate::write::original_info(&file, &ef)?;
+    let original = crate::elf::stamped::original_info(&file, &ef)?;
     Ok(Read {
         own: Arc::new(Object {
             info: ef.info,

@@ -144,7 +144,7 @@ pub fn probe_file(path: &Path, original: bool) -> Result<Arc<Object>, ElfError> 
     let (file, file_id) = open_file(path)?;
     let info = if original {
         let ef = read_elf_file(&file)?;
-        match crate::write::original_info(&file, &ef)? {
+        match crate::elf::stamped::original_info(&file, &ef)? {
             Some(info) => info,
             None => ef.info,
         }

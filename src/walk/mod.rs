@@ -61,7 +61,7 @@ pub fn walk(dirs: &[PathBuf]) -> io::Result<Tree> {
             continue;
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if crate::write::is_temp_name(&name) {
+        if crate::elf::stamped::is_temp_name(&name) {
             tree.skipped.push((path, "left by a killed shrinkwrap run"));
         } else if is_debug_path(&path) {
             tree.skipped.push((path, "debug file"));

@@ -8,18 +8,14 @@
 //! the section header table follows it. Nothing the loader reads in the old part of the file
 //! changes until one final `pwrite` at offset 0 (ELF header + program headers): that write is
 //! the commit point, so a killed run leaves the file either as it was or fully stamped. The
-//! last string of the new `.dynstr` is a record of what the stamp replaced (`record.rs`), so a
+//! last string of the new `.dynstr` is a record of what the stamp replaced (`elf::stamped`), so a
 //! later run can recognise its own work, restore the original, and stamp afresh rather than
 //! stacking stamps.
 
-mod lock;
-mod record;
 mod replace;
+mod restore;
 mod shift;
 mod verify;
-
-pub use lock::{flock, open_locked, open_to_read, Lock};
-pub use replace::{is_temp_name, temp_name};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,12 +31,11 @@ use goblin::elf::program_header::{self as ph, ProgramHeader};
 use goblin::elf::section_header::{self as sh, SectionHeader};
 use scroll::{Pread, Pwrite};
 
+use crate::elf::stamped::{self as record, Record};
 use crate::elf::{read_elf_file, ElfError, ElfFile, Source};
-use record::Record;
+use crate::lock::{self, Lock};
 
-/// Alignment of the new segment in the file. Small on purpose: a page would bloat small files
-/// on 64 KiB-page machines; the segment's address keeps the congruence the loader needs.
-const FILE_ALIGN: u64 = 64;
+const FILE_ALIGN: u64 = record::SEGMENT_FILE_ALIGN;
 /// The ELF header + program header region we are willing to rewrite in one write.
 const MAX_HEAD: u64 = 1 << 20;
 
@@ -111,7 +106,7 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
 }
 
 /// [`stamp_file`], with `read_only` saying what to do with a read-only file. The whole
-/// read-plan-write runs under an exclusive lock on the file (`lock.rs`): what is written
+/// read-plan-write runs under an exclusive lock on the file (`crate::lock`): what is written
 /// depends only on bytes read under it, whatever other runs do at the same time.
 pub fn stamp_file_as(
     path: &Path,
@@ -137,7 +132,7 @@ pub fn stamp_file_as(
     let previous = ef.info.needed.clone();
     let restored = match record::ours(&file, &ef)? {
         record::Ours::No => None,
-        record::Ours::Original(original) => Some(original.restore(path)?),
+        record::Ours::Original(original) => Some(restore::restore(&original, path)?),
         record::Ours::Changed => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
@@ -249,15 +244,6 @@ fn open_for_writing(path: &Path, locked: &File, read_only: ReadOnly) -> Result<F
     Ok(file)
 }
 
-/// The dynamic-linking facts of the original behind our own earlier stamp, if `file` carries
-/// one that can be undone (a new plan replaces the old stamp instead of building on it).
-pub fn original_info(file: &File, ef: &ElfFile) -> Result<Option<crate::elf::ElfInfo>, ElfError> {
-    match record::ours(file, ef)? {
-        record::Ours::Original(view) => Ok(Some(crate::elf::read_elf_source(&view)?.info)),
-        record::Ours::No | record::Ours::Changed => Ok(None),
-    }
-}
-
 /// The bytes to write: `tail` at `tail_offset` (past the end of the file), then `head` at 0.
 struct Stamp {
     tail_offset: u64,
@@ -279,7 +265,8 @@ fn pad_to(buf: &mut Vec<u8>, a: usize) {
     }
 }
 
-/// `items` encoded one after another, `size` bytes each, in the file's class and byte order.
+/// `items` encoded one after another, `size` bytes each, in the file's class and byte order
+/// (`elf::encode`), with `what` named in the error.
 fn encode_all<T>(
     items: impl IntoIterator<Item = T>,
     size: usize,
@@ -289,13 +276,7 @@ fn encode_all<T>(
 where
     T: scroll::ctx::TryIntoCtx<Ctx, Error = goblin::error::Error>,
 {
-    let mut out = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        out.resize((i + 1) * size, 0);
-        out.pwrite_with(item, i * size, ctx)
-            .map_err(encode_error(what))?;
-    }
-    Ok(out)
+    crate::elf::encode::encode_all(items, size, ctx).map_err(encode_error(what))
 }
 
 /// The error for a structure goblin could not encode.

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::lock::{flock, Lock};
 use super::{align, WriteError};
+use crate::elf::stamped::temp_name;
+use crate::lock::{flock, Lock};
 
 /// Chunk size for copies through a buffer.
 const CHUNK: usize = 1 << 20;
@@ -32,7 +33,7 @@ pub enum Piece {
 /// beside it with the same owner and mode, checked by `verify`, then renamed over it.
 /// [`WriteError::KeepInPlace`] when the file has other hard links or extended attributes, or
 /// the new file cannot get its owner or be created. The caller holds the lock on `current`;
-/// the new file, returned, is locked before it is swapped in (`lock.rs`).
+/// the new file, returned, is locked before it is swapped in (`crate::lock`).
 pub fn replace_file(
     path: &Path,
     current: &File,
@@ -201,18 +202,6 @@ pub fn clear_leftover(path: &Path) {
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
         let _ = fs::remove_file(dir.join(temp_name(&name.to_string_lossy())));
     }
-}
-
-/// The name of the new file written beside `name` before it is renamed over it.
-pub fn temp_name(name: &str) -> String {
-    format!(".{name}{TEMP_SUFFIX}")
-}
-
-const TEMP_SUFFIX: &str = ".shrinkwrap-new";
-
-/// Whether a file name is one [`temp_name`] makes (left behind by a killed run).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
 }
 
 /// Whether a file carries extended attributes, which a new file would not have.

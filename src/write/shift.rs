@@ -17,20 +17,20 @@
 use std::fs::File;
 use std::path::Path;
 
-use goblin::container::Container;
 use goblin::elf::dynamic::{self, Dyn};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self as ph, ProgramHeader};
 use goblin::elf::section_header::{self as sh, SectionHeader};
 use scroll::ctx::SizeWith;
-use scroll::{Pread, Pwrite};
+use scroll::Pwrite;
 
-use super::record::Record;
 use super::replace::{replace_file, Piece, Rewrite};
 use super::{
     align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, string_table,
     WriteError,
 };
+use crate::elf::encode::encode_addr;
+use crate::elf::stamped::{symtab_values, Record};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
 
 /// Lowest address a segment may start at (Linux's default `vm.mmap_min_addr`).
@@ -257,7 +257,7 @@ pub fn build(
 
     // Symbols in `.symtab` that point into the moved part (section symbols, `__ehdr_start`).
     for (off, value) in symtab_values(file, ef, first.p_vaddr, head_end)? {
-        edits.push((off, encode_addr(ef, value - inserted)));
+        edits.push((off, encode_addr(ef.ctx, value - inserted)));
     }
 
     let mut new_hdr: Header = *hdr;
@@ -335,105 +335,6 @@ fn shift_section(s: &mut SectionHeader, at: u64, inserted: u64) {
         // Wrapping: a section header may hold any address (the loader never reads them).
         s.sh_addr = s.sh_addr.wrapping_sub(inserted);
     }
-}
-
-/// What a shifted file's own bytes say about the original's, beyond the record: the section
-/// header table (the inverse of [`shift_section`], `.dynstr` cut back to the insertion point)
-/// and the `.symtab` values that moved, as patches at original offsets.
-pub fn computed_original(
-    file: &dyn Source,
-    ef: &ElfFile,
-    at: u64,
-    inserted: u64,
-) -> Option<Vec<(u64, Vec<u8>)>> {
-    let shdrs: Option<Vec<SectionHeader>> = ef
-        .shdrs
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            if s.sh_offset >= at + inserted {
-                s.sh_offset -= inserted;
-            } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
-                s.sh_addr = s.sh_addr.wrapping_add(inserted);
-                if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
-                    s.sh_size = at.checked_sub(s.sh_offset)?;
-                }
-            }
-            Some(s)
-        })
-        .collect();
-    let bytes = encode_all(
-        shdrs?,
-        SectionHeader::size(ef.ctx),
-        ef.ctx,
-        "section headers",
-    )
-    .ok()?;
-    let mut patches = vec![(ef.header.e_shoff.checked_sub(inserted)?, bytes)];
-    let first = ef
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == ph::PT_LOAD)
-        .min_by_key(|p| p.p_vaddr)?;
-    for (off, value) in symtab_values(file, ef, first.p_vaddr, first.p_vaddr + at).ok()? {
-        patches.push((
-            off.checked_sub(inserted)?,
-            encode_addr(ef, value + inserted),
-        ));
-    }
-    Some(patches)
-}
-
-/// Defined symbols in `.symtab` whose value lies in `lo..hi`: the file offset of each value
-/// field, and the value.
-fn symtab_values(
-    file: &dyn Source,
-    ef: &ElfFile,
-    lo: u64,
-    hi: u64,
-) -> Result<Vec<(u64, u64)>, WriteError> {
-    let is64 = ef.ctx.container == Container::Big;
-    let (ent, value_at, shndx_at) = if is64 { (24, 8, 6) } else { (16, 4, 14) };
-    let le = ef.ctx.le;
-    let mut found = Vec::new();
-    for s in &ef.shdrs {
-        if s.sh_type != sh::SHT_SYMTAB
-            || s.sh_entsize != ent as u64
-            || s.sh_offset.saturating_add(s.sh_size) > ef.size
-        {
-            continue;
-        }
-        let mut table = vec![0u8; s.sh_size as usize];
-        file.read_exact_at(&mut table, s.sh_offset)?;
-        for (i, sym) in table.chunks_exact(ent).enumerate() {
-            let shndx: u16 = sym.pread_with(shndx_at, le).unwrap_or(0);
-            // Undefined, absolute, common: not addresses in a section.
-            if shndx == 0 || shndx >= 0xff00 {
-                continue;
-            }
-            let value = if is64 {
-                sym.pread_with::<u64>(value_at, le).unwrap_or(0)
-            } else {
-                u64::from(sym.pread_with::<u32>(value_at, le).unwrap_or(0))
-            };
-            if (lo..hi).contains(&value) {
-                found.push((s.sh_offset + (i * ent + value_at) as u64, value));
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// An address as the file stores it.
-fn encode_addr(ef: &ElfFile, value: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 8];
-    let n = if ef.ctx.container == Container::Big {
-        b.pwrite_with(value, 0, ef.ctx.le)
-    } else {
-        b.pwrite_with(value as u32, 0, ef.ctx.le)
-    };
-    b.truncate(n.unwrap_or(0));
-    b
 }
 
 impl Shifted {

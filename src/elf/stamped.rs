@@ -1,12 +1,15 @@
-//! The record of our own work, so a later run can recognise a stamp, restore the original, and
-//! stamp afresh rather than stacking stamps.
+//! Reading what a stamp left in a file: the record (the last string of `.dynstr`, which says
+//! what the stamp replaced), the original it describes, seen as a view without touching the
+//! file, a killed run's unreferenced tail, and the temporary names the shifted layout writes
+//! beside a file. Planning, writing, walking and every command read stamps through here; only
+//! the writer (`write/`) changes files.
 //!
-//! It is the last string of the new dynamic string table: inside `.dynstr`, so strip tools keep
+//! The record is the last string of the new dynamic string table: inside `.dynstr`, so strip tools keep
 //! it; a string, so `.dynstr` stays a valid string table. `shrinkwrap-undo:` and the base64 of
 //! (little-endian whatever the file's byte order): version u32 · reserved u32 · original size
 //! u64 · stamped size u64 · insertion point u64 · inserted length u64 · patch count u32 · per
 //! patch: original offset u64, length u32, the original bytes. The original file is the stamped
-//! one without the inserted bytes (none for an in-place stamp; see `shift.rs`), with the
+//! one without the inserted bytes (none for an in-place stamp; see `write/shift.rs`), with the
 //! patches laid over it, cut at the original size.
 //!
 //! An in-place stamp's segment also starts with a tail marker (magic, original size): a run
@@ -17,7 +20,13 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use crate::elf::ElfFile;
+use goblin::container::Container;
+use goblin::elf::program_header as ph;
+use goblin::elf::section_header::{self as sh, SectionHeader};
+use scroll::Pread;
+
+use super::encode::{encode_addr, encode_all};
+use super::{read_elf_source, ElfError, ElfFile, ElfInfo, Source};
 
 /// Prefix of the record in the dynamic string table.
 const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
@@ -199,7 +208,7 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
     }
     let mut patches = rec.patches;
     if rec.inserted > 0 {
-        let Some(computed) = super::shift::computed_original(file, ef, rec.at, rec.inserted) else {
+        let Some(computed) = computed_original(file, ef, rec.at, rec.inserted) else {
             return Ok(Ours::Changed);
         };
         patches.extend(computed);
@@ -216,42 +225,15 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
 /// The original file behind our own stamp, as a view: the stamped file without the bytes a
 /// shifted stamp inserted, with the saved original bytes laid over it, cut at the original size.
 pub struct Original<'a> {
-    file: &'a File,
-    size: u64,
+    pub(crate) file: &'a File,
+    pub(crate) size: u64,
     /// Where a shifted stamp inserted `inserted` bytes (nothing inserted: an in-place stamp).
-    at: u64,
-    inserted: u64,
-    patches: Vec<(u64, Vec<u8>)>,
+    pub(crate) at: u64,
+    pub(crate) inserted: u64,
+    pub(crate) patches: Vec<(u64, Vec<u8>)>,
 }
 
-impl Original<'_> {
-    /// Puts the original back at `path`: in place (the saved header bytes, and the original
-    /// length) for an in-place stamp; as a new file renamed over the old for a shifted one,
-    /// which is returned, open for writing and locked.
-    pub fn restore(&self, path: &std::path::Path) -> Result<Option<File>, super::WriteError> {
-        if self.inserted == 0 {
-            for (off, bytes) in &self.patches {
-                self.file.write_all_at(bytes, *off)?;
-            }
-            self.file.set_len(self.size)?;
-            return Ok(None);
-        }
-        let at = self.at;
-        let rewrite = super::replace::Rewrite {
-            pieces: vec![
-                super::replace::Piece::Copy { from: 0, len: at },
-                super::replace::Piece::Copy {
-                    from: at + self.inserted,
-                    len: self.size - at,
-                },
-            ],
-            patches: self.patches.clone(),
-        };
-        super::replace::replace_file(path, self.file, &rewrite, |_| Ok(())).map(Some)
-    }
-}
-
-impl crate::elf::Source for Original<'_> {
+impl Source for Original<'_> {
     fn size(&self) -> io::Result<u64> {
         Ok(self.size)
     }
@@ -284,15 +266,121 @@ pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
     );
     // Headers are untrusted: an extent near the top of the range is no tail of ours.
     let at = extent
-        .div_ceil(super::FILE_ALIGN)
-        .saturating_mul(super::FILE_ALIGN);
+        .div_ceil(SEGMENT_FILE_ALIGN)
+        .saturating_mul(SEGMENT_FILE_ALIGN);
     if at.saturating_add(TAIL_LEN as u64) > ef.size {
         return Ok(None);
     }
     let mut m = [0u8; TAIL_LEN];
-    file.read_exact_at(&mut m, at)?;
+    FileExt::read_exact_at(file, &mut m, at)?;
     let original_size = u64::from_le_bytes(m[16..].try_into().unwrap());
     Ok((&m[..16] == TAIL_MAGIC && original_size <= at).then_some(original_size))
+}
+
+/// Alignment of an in-place stamp's segment in the file (not a page: that would bloat small
+/// files on 64 KiB-page machines); a killed run's tail is looked for at this alignment.
+pub const SEGMENT_FILE_ALIGN: u64 = 64;
+
+/// The dynamic-linking facts of the original behind our own earlier stamp, if `file` carries
+/// one that can be undone (a new plan replaces the old stamp instead of building on it).
+pub fn original_info(file: &File, ef: &ElfFile) -> Result<Option<ElfInfo>, ElfError> {
+    match ours(file, ef)? {
+        Ours::Original(view) => Ok(Some(read_elf_source(&view)?.info)),
+        Ours::No | Ours::Changed => Ok(None),
+    }
+}
+
+/// The name of the new file written beside `name` before it is renamed over it.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}{TEMP_SUFFIX}")
+}
+
+const TEMP_SUFFIX: &str = ".shrinkwrap-new";
+
+/// Whether a file name is one [`temp_name`] makes (left behind by a killed run).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// What a shifted file's own bytes say about the original's, beyond the record: the section
+/// header table (the inverse of the shifted layout's move of each section, `.dynstr` cut back to the insertion point)
+/// and the `.symtab` values that moved, as patches at original offsets.
+pub fn computed_original(
+    file: &dyn Source,
+    ef: &ElfFile,
+    at: u64,
+    inserted: u64,
+) -> Option<Vec<(u64, Vec<u8>)>> {
+    let shdrs: Option<Vec<SectionHeader>> = ef
+        .shdrs
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.sh_offset >= at + inserted {
+                s.sh_offset -= inserted;
+            } else if s.sh_flags & u64::from(sh::SHF_ALLOC) != 0 && s.sh_addr != 0 {
+                s.sh_addr = s.sh_addr.wrapping_add(inserted);
+                if s.sh_type != sh::SHT_NOBITS && s.sh_offset + s.sh_size > at {
+                    s.sh_size = at.checked_sub(s.sh_offset)?;
+                }
+            }
+            Some(s)
+        })
+        .collect();
+    let bytes = encode_all(shdrs?, SectionHeader::size(ef.ctx), ef.ctx).ok()?;
+    let mut patches = vec![(ef.header.e_shoff.checked_sub(inserted)?, bytes)];
+    let first = ef
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD)
+        .min_by_key(|p| p.p_vaddr)?;
+    for (off, value) in symtab_values(file, ef, first.p_vaddr, first.p_vaddr + at).ok()? {
+        patches.push((
+            off.checked_sub(inserted)?,
+            encode_addr(ef.ctx, value + inserted),
+        ));
+    }
+    Some(patches)
+}
+
+/// Defined symbols in `.symtab` whose value lies in `lo..hi`: the file offset of each value
+/// field, and the value.
+pub fn symtab_values(
+    file: &dyn Source,
+    ef: &ElfFile,
+    lo: u64,
+    hi: u64,
+) -> std::io::Result<Vec<(u64, u64)>> {
+    let is64 = ef.ctx.container == Container::Big;
+    let (ent, value_at, shndx_at) = if is64 { (24, 8, 6) } else { (16, 4, 14) };
+    let le = ef.ctx.le;
+    let mut found = Vec::new();
+    for s in &ef.shdrs {
+        if s.sh_type != sh::SHT_SYMTAB
+            || s.sh_entsize != ent as u64
+            || s.sh_offset.saturating_add(s.sh_size) > ef.size
+        {
+            continue;
+        }
+        let mut table = vec![0u8; s.sh_size as usize];
+        file.read_exact_at(&mut table, s.sh_offset)?;
+        for (i, sym) in table.chunks_exact(ent).enumerate() {
+            let shndx: u16 = sym.pread_with(shndx_at, le).unwrap_or(0);
+            // Undefined, absolute, common: not addresses in a section.
+            if shndx == 0 || shndx >= 0xff00 {
+                continue;
+            }
+            let value = if is64 {
+                sym.pread_with::<u64>(value_at, le).unwrap_or(0)
+            } else {
+                u64::from(sym.pread_with::<u32>(value_at, le).unwrap_or(0))
+            };
+            if (lo..hi).contains(&value) {
+                found.push((s.sh_offset + (i * ent + value_at) as u64, value));
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

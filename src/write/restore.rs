@@ -1,0 +1,34 @@
+//! Putting a stamped file's original back (`elf::stamped` reads it; this writes it).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::replace::{replace_file, Piece, Rewrite};
+use super::WriteError;
+use crate::elf::stamped::Original;
+
+/// Puts `original` back at `path`: in place (the saved header bytes, and the original length)
+/// for an in-place stamp; as a new file renamed over the old for a shifted one, which is
+/// returned, open for writing and locked.
+pub fn restore(original: &Original<'_>, path: &Path) -> Result<Option<File>, WriteError> {
+    if original.inserted == 0 {
+        for (off, bytes) in &original.patches {
+            original.file.write_all_at(bytes, *off)?;
+        }
+        original.file.set_len(original.size)?;
+        return Ok(None);
+    }
+    let at = original.at;
+    let rewrite = Rewrite {
+        pieces: vec![
+            Piece::Copy { from: 0, len: at },
+            Piece::Copy {
+                from: at + original.inserted,
+                len: original.size - at,
+            },
+        ],
+        patches: original.patches.clone(),
+    };
+    replace_file(path, original.file, &rewrite, |_| Ok(())).map(Some)
+}
