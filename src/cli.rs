@@ -24,8 +24,9 @@ pub enum Command {
     Fixup(FixupArgs),
     /// Verify that stamped files still resolve as stamped (not implemented yet).
     Check(Pending),
-    /// Undo a stamp, restoring the original DT_NEEDED entries (not implemented yet).
-    Unwrap(Pending),
+    /// Undo a stamp: put back the file as it was before stamping (DT_NEEDED names, order,
+    /// vn_file), so LD_LIBRARY_PATH and similar swaps work on it again.
+    Unwrap(UnwrapArgs),
     /// Explain, step by step, how one library name is searched for (not implemented yet).
     Explain(Pending),
 }
@@ -117,6 +118,17 @@ pub struct FixupArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub resolve: ResolveArgs,
+}
+
+/// Arguments of `unwrap`.
+#[derive(Args, Debug)]
+pub struct UnwrapArgs {
+    /// Files stamped by shrinkwrap, unwrapped in place.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the unwrapped file to OUT instead (one FILE only).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of a command that is not implemented yet: accepted, so the CLI's shape is stable.

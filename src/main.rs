@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Command::Stamp(args) => commands::stamp::run(&args),
         Command::Fixup(args) => commands::fixup::run(&args),
         Command::Check(_) => commands::pending("check"),
-        Command::Unwrap(_) => commands::pending("unwrap"),
+        Command::Unwrap(args) => commands::unwrap::run(&args),
         Command::Explain(_) => commands::pending("explain"),
     };
     result.exit_code()

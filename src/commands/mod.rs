@@ -14,6 +14,7 @@ macro_rules! eprintln {
 pub mod fixup;
 pub mod stamp;
 pub mod tree;
+pub mod unwrap;
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -101,7 +101,7 @@ fn stamp_one(
 /// Stamps a copy of `file` and renames it to `target`, so `target` never holds a half-written
 /// file. An error names `file` when it is about reading it or about its contents, `target`
 /// when it is about writing there.
-fn write_copy<'a>(
+pub(super) fn write_copy<'a>(
     file: &'a Path,
     target: &'a Path,
     values: &[String],
