@@ -22,8 +22,9 @@ pub enum Command {
     Stamp(StampArgs),
     /// Stamp every ELF file under output directories, in parallel (what the Nix hook runs).
     Fixup(FixupArgs),
-    /// Verify that stamped files still resolve as stamped (not implemented yet).
-    Check(Pending),
+    /// Verify that stamped files still hold: their libraries exist and fit, and a fresh
+    /// resolution gives what the stamp names.
+    Check(CheckArgs),
     /// Undo a stamp: put back the file as it was before stamping (DT_NEEDED names, order,
     /// vn_file), so LD_LIBRARY_PATH and similar swaps work on it again.
     Unwrap(UnwrapArgs),
@@ -114,6 +115,22 @@ pub struct FixupArgs {
     /// Print only errors: no start line, progress or summary.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+}
+
+/// Arguments of `check`: the policy and resolve options a stamp was made with, so a fresh
+/// resolution can be compared with it.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Stamped files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// A file that is not stamped is a problem too (exit 1), not just said.
+    #[arg(long = "require-stamped")]
+    pub require_stamped: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]

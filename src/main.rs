@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Tree(args) => commands::tree::run(&args),
         Command::Stamp(args) => commands::stamp::run(&args),
         Command::Fixup(args) => commands::fixup::run(&args),
-        Command::Check(_) => commands::pending("check"),
+        Command::Check(args) => commands::check::run(&args),
         Command::Unwrap(args) => commands::unwrap::run(&args),
         Command::Explain(_) => commands::pending("explain"),
     };

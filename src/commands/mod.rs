@@ -11,6 +11,7 @@ macro_rules! eprintln {
     };
 }
 
+pub mod check;
 pub mod fixup;
 pub mod stamp;
 pub mod tree;

@@ -1,0 +1,151 @@
+//! `shrinkwrap check`: does each stamped file still hold what its stamp promised?
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{check_options, plan_options, policy, print, Outcome};
+use crate::cli::CheckArgs;
+use crate::elf::stamped::{self, Ours};
+use crate::elf::{read_elf_file, read_elf_source, ElfInfo};
+use crate::plan::{self, Policy};
+use crate::resolve::{probe_file, real_path, Resolver};
+
+/// Checks every FILE. For a stamped file: each absolute DT_NEEDED exists and is ELF of the
+/// file's class and machine; each entry that replaced a bare name is a library with that name
+/// as its soname (so later requests for it still match it); no soname is named twice; every
+/// `vn_file` is one of the DT_NEEDED strings (glibc asserts otherwise); and a fresh resolution
+/// from the original's names and RUNPATH, with the same options, still gives exactly what the
+/// stamp names (no drift). Each problem is one line on stderr naming the file; exit 1 if any.
+/// A file that is not stamped is said so (exit 0, or 1 with `--require-stamped`).
+pub fn run(args: &CheckArgs) -> Outcome {
+    if let Err(outcome) = check_options(&args.resolve) {
+        return outcome;
+    }
+    let resolver = Resolver::new(plan_options(&args.resolve));
+    let policy = policy(&args.policy);
+    let mut outcome = Outcome::Success;
+    for file in &args.files {
+        match check_one(&resolver, &policy, file) {
+            Ok(Some(entries)) => print(&format!(
+                "{}: ok, {entries} stamped entries hold\n",
+                file.display()
+            )),
+            Ok(None) => {
+                if args.require_stamped {
+                    eprintln!("shrinkwrap: {}: not stamped", file.display());
+                    outcome = Outcome::FileFailed;
+                } else {
+                    print(&format!("{}: not stamped\n", file.display()));
+                }
+            }
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("shrinkwrap: {}: {p}", file.display());
+                }
+                outcome = Outcome::FileFailed;
+            }
+        }
+    }
+    outcome
+}
+
+/// `Ok(Some(n))`: stamped, `n` absolute entries, all good; `Ok(None)`: not stamped; `Err`: the
+/// problems, each a line.
+fn check_one(
+    resolver: &Resolver,
+    policy: &Policy,
+    file: &Path,
+) -> Result<Option<usize>, Vec<String>> {
+    let one = |e: String| vec![e];
+    let real = real_path(file);
+    let f = std::fs::File::open(&real).map_err(|e| one(e.to_string()))?;
+    let ef = read_elf_file(&f).map_err(|e| one(e.to_string()))?;
+    let original: ElfInfo = match stamped::ours(&f, &ef).map_err(|e| one(e.to_string()))? {
+        Ours::No => return Ok(None),
+        Ours::Changed => {
+            return Err(one(
+                "it was changed after it was stamped (stripped?): its original, and so the stamp's promise, cannot be read back".into(),
+            ))
+        }
+        Ours::Original(view) => {
+            read_elf_source(&view)
+                .map_err(|e| one(format!("reading its original: {e}")))?
+                .info
+        }
+    };
+    let own = &ef.info;
+    let mut problems = Vec::new();
+
+    // The libraries the stamp names.
+    let mut by_soname: HashMap<String, &str> = HashMap::new();
+    for (i, n) in own.needed.iter().enumerate() {
+        if !n.starts_with('/') {
+            continue;
+        }
+        let lib = match probe_file(Path::new(n), false) {
+            Ok(o) => o,
+            Err(e) => {
+                problems.push(format!("{n}: {e}"));
+                continue;
+            }
+        };
+        if !own.compatible_with(&lib.info) {
+            problems.push(format!("{n}: wrong ELF class or machine for this file"));
+        }
+        if let Some(so) = &lib.info.soname {
+            if let Some(first) = by_soname.insert(so.clone(), n) {
+                problems.push(format!("soname {so} is named twice: {first} and {n}"));
+            }
+        }
+        // An entry that replaced a bare name: requests for that name elsewhere in the
+        // process match the library by its soname.
+        if let Some(asked) = original.needed.get(i).filter(|a| !a.contains('/')) {
+            if lib.info.soname.as_deref().is_some_and(|so| so != asked) {
+                problems.push(format!(
+                    "{n} has soname {}, but the file asked for {asked}",
+                    lib.info.soname.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for vn in &own.version_needs {
+        if !own.needed.contains(&vn.file) {
+            problems.push(format!(
+                "its version needs name {}, which no DT_NEEDED entry names",
+                vn.file
+            ));
+        }
+    }
+
+    // Drift: what a stamp made now would name.
+    match plan::plan_file(resolver, policy, &real) {
+        Ok(p) => {
+            let now = p.values();
+            if now != own.needed {
+                let differ: Vec<String> = (0..now.len().max(own.needed.len()))
+                    .filter(|&i| now.get(i).copied() != own.needed.get(i).map(String::as_str))
+                    .map(|i| {
+                        format!(
+                            "entry {}: stamped {}, now {}",
+                            i + 1,
+                            own.needed.get(i).map_or("(none)", String::as_str),
+                            now.get(i).copied().unwrap_or("(none)")
+                        )
+                    })
+                    .collect();
+                problems.push(format!(
+                    "drift: a fresh resolution differs from the stamp ({})",
+                    differ.join("; ")
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("drift: a fresh resolution fails: {e}")),
+    }
+    if problems.is_empty() {
+        Ok(Some(
+            own.needed.iter().filter(|n| n.starts_with('/')).count(),
+        ))
+    } else {
+        Err(problems)
+    }
+}

@@ -1,0 +1,162 @@
+//! `shrinkwrap check`: passes on stamped fixtures, and fails — naming the problem — for a
+//! deleted stamped library, one replaced by a library with another soname, a soname named
+//! twice, and drift (a fresh resolution that now finds another file). Unstamped files are said
+//! so (exit 0; exit 1 with `--require-stamped`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{have, run, Cc, Store};
+
+const BAR: &str = "int bar(void) { return 1; }\n";
+const FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
+const APP: &str = "extern int foo(void);\nint main(void) { return foo(); }\n";
+
+struct Fixture {
+    st: Store,
+    prog: PathBuf,
+    libfoo: PathBuf,
+    libbar: PathBuf,
+}
+
+/// prog → libfoo → libbar, each library in its own store path, 32-directory RUNPATHs.
+fn build() -> Fixture {
+    let st = Store::new();
+    let bar_dir = st.lib_dir("bar");
+    let foo_dir = st.lib_dir("foo");
+    let rp = st.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
+    let libbar = Cc::new("cc", BAR, bar_dir.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .runpath(&rp)
+        .build();
+    let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
+        .shared(Some("libfoo.so.1"))
+        .runpath(&rp)
+        .link(&libbar)
+        .build();
+    let prog = Cc::new("cc", APP, st.package("app").join("bin/app"))
+        .runpath(&rp)
+        .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
+        .link(&libfoo)
+        .build();
+    Fixture {
+        st,
+        prog,
+        libfoo,
+        libbar,
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn sw(args: &[&str], file: &Path) -> (i32, String, String) {
+    let o = run(common::shrinkwrap().args(args).arg(file));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn stamped() -> Option<Fixture> {
+    if !have("cc") {
+        return None;
+    }
+    let f = build();
+    let (code, _, err) = sw(&["stamp"], &f.prog);
+    assert_eq!(code, 0, "{err}");
+    Some(f)
+}
+
+#[test]
+fn a_stamped_file_checks_and_an_unstamped_one_is_said_so() {
+    let Some(f) = stamped() else { return };
+    let (code, out, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    assert_eq!(err, "");
+
+    let (code, out, _) = sw(&["check"], &f.libbar);
+    assert_eq!(code, 0);
+    assert!(out.contains("not stamped"), "{out}");
+    let (code, _, err) = sw(&["check", "--require-stamped"], &f.libbar);
+    assert_eq!(code, 1);
+    assert!(err.contains("not stamped"), "{err}");
+}
+
+#[test]
+fn a_deleted_stamped_library_is_named() {
+    let Some(f) = stamped() else { return };
+    std::fs::remove_file(&f.libbar).unwrap();
+    let (code, _, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains(&s(&f.libbar)) && l.contains("No such file")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_library_replaced_by_another_soname_is_named() {
+    let Some(f) = stamped() else { return };
+    Cc::new("cc", FOO, &f.libfoo)
+        .shared(Some("libother.so.1"))
+        .link(&f.libbar)
+        .build();
+    let (code, _, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has soname libother.so.1, but the file asked for libfoo.so.1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_soname_named_twice_is_named() {
+    let Some(f) = stamped() else { return };
+    // libbar's file replaced by a library that calls itself libfoo.so.1: two stamped entries
+    // with one soname.
+    Cc::new("cc", BAR, &f.libbar)
+        .shared(Some("libfoo.so.1"))
+        .build();
+    let (code, _, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "soname libfoo.so.1 is named twice: {} and {}",
+            s(&f.libfoo),
+            s(&f.libbar)
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn drift_is_named_with_the_entry_that_moved() {
+    let Some(f) = stamped() else { return };
+    // A libfoo.so.1 appears in a directory earlier on the RUNPATH (a store path replaced).
+    let early = &f.st.pads[0];
+    let moved = Cc::new("cc", FOO, early.join("libfoo.so.1"))
+        .shared(Some("libfoo.so.1"))
+        .runpath(&s(f.libbar.parent().unwrap()))
+        .link(&f.libbar)
+        .build();
+    let (code, _, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("drift"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "entry 1: stamped {}, now {}",
+            s(&f.libfoo),
+            s(&moved)
+        )),
+        "{err}"
+    );
+    // Restamped, it holds again.
+    assert_eq!(sw(&["stamp"], &f.prog).0, 0);
+    assert_eq!(sw(&["check"], &f.prog).0, 0);
+}
