@@ -10,7 +10,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::{align, WriteError};
+use super::tables::align;
+use super::WriteError;
 use crate::elf::stamped::temp_name;
 use crate::lock::{flock, Lock};
 

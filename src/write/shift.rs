@@ -25,10 +25,10 @@ use scroll::ctx::SizeWith;
 use scroll::Pwrite;
 
 use super::replace::{replace_file, Piece, Rewrite};
-use super::{
+use super::tables::{
     align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, string_table,
-    WriteError,
 };
+use super::WriteError;
 use crate::elf::encode::encode_addr;
 use crate::elf::stamped::{symtab_values, Record};
 use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
