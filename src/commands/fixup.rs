@@ -23,6 +23,16 @@ use crate::resolve::{Probe, Resolver};
 use crate::walk::{self, Candidate};
 use crate::write;
 
+/// One file of the trees, through the phases: read, planned, then written.
+struct Work<'a> {
+    c: &'a Candidate,
+    /// What reading it gave (for a file stamped before, its original's facts).
+    probe: Probe,
+    read: Option<plan::Read>,
+    /// Phase 2: the plan, or what already happened to the file.
+    planned: Option<Result<Plan, Result_>>,
+}
+
 /// What happened to one file.
 enum Result_ {
     Stamped(Plan),
@@ -105,38 +115,39 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     // uses, and are kept for phase 2. Index the trees' own libraries, used only where the
     // loader's search finds nothing.
     let mut resolver = Resolver::new(plan_options(&args.resolve));
-    let (probes, reads): (Vec<Probe>, Vec<Option<plan::Read>>) = tree
+    let mut files: Vec<Work> = tree
         .candidates
         .par_iter()
-        .map(|c| match plan::read(&c.path) {
-            Ok(r) => (Probe::Found(r.original_object()), Some(r)),
-            Err(e) => (Probe::from_result(Err(e)), None),
+        .map(|c| {
+            let (probe, read) = match plan::read(&c.path) {
+                Ok(r) => (Probe::Found(r.original_object()), Some(r)),
+                Err(e) => (Probe::from_result(Err(e)), None),
+            };
+            Work {
+                c,
+                probe,
+                read,
+                planned: None,
+            }
         })
-        .unzip();
-    for (c, probe) in tree.candidates.iter().zip(&probes) {
-        resolver.remember(&c.path, probe.clone());
+        .collect();
+    for w in &files {
+        resolver.remember(&w.c.path, w.probe.clone());
     }
-    let libraries = tree_libraries(&resolver, &tree.candidates, &probes);
+    let libraries = tree_libraries(&resolver, &files);
     resolver.set_tree(libraries);
     let policy = policy(&args.policy);
 
     // Phase 2: plan everything before writing anything.
-    let bar = progress(log, tree.candidates.len() as u64 * 2);
-    let planned: Vec<Result<Plan, Result_>> = tree
-        .candidates
-        .par_iter()
-        .zip(&probes)
-        .zip(&reads)
-        .map(|((c, probe), read)| {
-            let r = plan_one(&resolver, &policy, c, probe, read);
-            bar.inc(1);
-            r
-        })
-        .collect();
+    let bar = progress(log, files.len() as u64 * 2);
+    files.par_iter_mut().for_each(|w| {
+        w.planned = Some(plan_one(&resolver, &policy, w.c, &w.probe, &w.read));
+        bar.inc(1);
+    });
 
     // Between phases: stamps must not make two outputs refer to each other (Nix refuses
     // such a build). Checked before anything is written.
-    let cycles = reference_cycles(&roots, &tree.candidates, &probes, &planned);
+    let cycles = reference_cycles(&roots, &files);
     if !cycles.is_empty() {
         bar.finish_and_clear();
         for c in &cycles {
@@ -147,14 +158,13 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     }
 
     // Phase 3: write.
-    let results: Vec<Result_> = tree
-        .candidates
-        .par_iter()
-        .zip(planned)
-        .map(|(c, p)| {
-            let r = match p {
-                Ok(plan) => write_one(c, plan, &policy),
-                Err(r) => r,
+    let results: Vec<Result_> = files
+        .into_par_iter()
+        .map(|w| {
+            let r = match w.planned {
+                Some(Ok(plan)) => write_one(w.c, plan, &policy),
+                Some(Err(r)) => r,
+                None => failed("not planned"),
             };
             bar.inc(1);
             r
@@ -211,22 +221,18 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
 /// References between the given directories (Nix outputs) that the planned stamps would turn
 /// into a cycle, each described with the files that make it. Existing references (RUNPATH,
 /// RPATH) count, since Nix sees them too; a cycle made only of those is not ours to report.
-fn reference_cycles(
-    roots: &[std::path::PathBuf],
-    cands: &[Candidate],
-    probes: &[Probe],
-    planned: &[Result<Plan, Result_>],
-) -> Vec<String> {
+fn reference_cycles(roots: &[std::path::PathBuf], files: &[Work]) -> Vec<String> {
     let n = roots.len();
     let root_of = |p: &str| roots.iter().position(|r| Path::new(p).starts_with(r));
     // For each ordered pair of outputs: an example (file, target) of a new and an old edge.
     let mut new_edge: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
     let mut old_edge = vec![vec![false; n]; n];
-    for ((c, probe), plan) in cands.iter().zip(probes).zip(planned) {
+    for w in files {
+        let c = w.c;
         let Some(a) = root_of(&c.path.to_string_lossy()) else {
             continue;
         };
-        if let Probe::Found(o) = probe {
+        if let Probe::Found(o) = &w.probe {
             let paths = [o.info.runpath.as_deref(), o.info.rpath.as_deref()];
             for dir in paths.into_iter().flatten().flat_map(|p| p.split(':')) {
                 if let Some(b) = root_of(dir).filter(|&b| b != a) {
@@ -234,7 +240,7 @@ fn reference_cycles(
                 }
             }
         }
-        if let Ok(plan) = plan {
+        if let Some(Ok(plan)) = &w.planned {
             for v in plan.values() {
                 if let Some(b) = root_of(v).filter(|&b| b != a) {
                     new_edge
@@ -286,13 +292,10 @@ fn reference_cycles(
 /// last resort for a name the loader's search does not find. A library is named by
 /// `dir/soname` where that leads to it (usually a symlink); the resolver is told that name is
 /// the file it has already read.
-fn tree_libraries(
-    resolver: &Resolver,
-    cands: &[Candidate],
-    probes: &[Probe],
-) -> HashMap<String, String> {
+fn tree_libraries(resolver: &Resolver, files: &[Work]) -> HashMap<String, String> {
     let mut map = HashMap::new();
-    for (c, p) in cands.iter().zip(probes) {
+    for w in files {
+        let (c, p) = (w.c, &w.probe);
         let Probe::Found(o) = p else { continue };
         if o.info.kind != Kind::SharedLibrary {
             continue;
