@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use serde_json::json;
+use std::borrow::Cow;
 
 use super::{check_options, nothing_to_stamp, plan_options, policy, Outcome};
 use crate::cli::FixupArgs;
 use crate::elf::Kind;
 use crate::plan::{self, NotPlanned, Plan, Refusal};
+use crate::report::fixup as rep;
 use crate::resolve::{Probe, Resolver};
 use crate::walk::{self, Candidate};
 use crate::write;
@@ -174,7 +175,7 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
 
     let summary = Summary::new(&tree, &results);
     if let Some(path) = &args.report {
-        if let Err(e) = std::fs::write(path, report(&tree, &results, &summary)) {
+        if let Err(e) = report(&tree, &results, &summary).write(path) {
             eprintln!("shrinkwrap: {}: {e}", path.display());
             return Outcome::FileFailed;
         }
@@ -482,50 +483,44 @@ fn check_writable(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn report(tree: &walk::Tree, results: &[Result_], s: &Summary) -> String {
-    let mut files: Vec<serde_json::Value> = Vec::new();
+fn report<'a>(tree: &'a walk::Tree, results: &'a [Result_], s: &'a Summary) -> rep::Report<'a> {
+    let mut files = Vec::new();
     for (c, r) in tree.candidates.iter().zip(results) {
-        let (status, plan, reason) = match r {
-            Result_::Stamped(p) => ("stamped", Some(p), None),
-            Result_::Unchanged(p) => ("unchanged", Some(p), None),
-            Result_::Skipped(why) => ("skipped", None, Some(why.to_string())),
-            Result_::Failed(why, _) => ("failed", None, Some(why.clone())),
-        };
-        files.push(json!({
-            // Lossy: a report must not fail on a file name that is not UTF-8.
-            "file": c.path.to_string_lossy(),
-            "status": status,
-            "reason": reason,
-            "needed": plan.map(|p| p.values()),
-            // The closure it was planned from; `"via": "tree"` marks a library the loader's
-            // search would not have found.
-            "libraries": plan.map(|p| p.libraries.iter().map(|(name, path, via)| json!({
-                "name": name, "path": path, "via": via.name(),
-            })).collect::<Vec<_>>()),
-            "warnings": plan.map(|p| p.warnings.clone()).unwrap_or_default(),
-        }));
+        files.push(match r {
+            Result_::Stamped(p) => rep::FileEntry::new(&c.path, "stamped", None, Some(p)),
+            Result_::Unchanged(p) => rep::FileEntry::new(&c.path, "unchanged", None, Some(p)),
+            Result_::Skipped(why) => {
+                rep::FileEntry::new(&c.path, "skipped", Some(Cow::Borrowed(why)), None)
+            }
+            Result_::Failed(why, _) => {
+                rep::FileEntry::new(&c.path, "failed", Some(Cow::Borrowed(why)), None)
+            }
+        });
     }
     for (path, why) in &tree.skipped {
-        files.push(json!({
-            "file": path.to_string_lossy(),
-            "status": "skipped",
-            "reason": why,
-            "needed": null,
-            "libraries": null,
-            "warnings": [],
-        }));
+        files.push(rep::FileEntry::new(
+            path,
+            "skipped",
+            Some(Cow::Borrowed(why)),
+            None,
+        ));
     }
-    files.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
-    let doc = json!({
-        "version": 1,
-        "files": files,
-        "summary": {
-            "stamped": s.stamped,
-            "unchanged": s.unchanged,
-            "skipped": s.skipped.values().sum::<usize>(),
-            "failed": s.failed,
+    rep::Report {
+        files,
+        missing: s
+            .missing
+            .iter()
+            .map(|(name, by)| rep::MissingEntry {
+                name,
+                needed_by: by,
+            })
+            .collect(),
+        summary: rep::Summary {
+            failed: s.failed,
+            skipped: s.skipped.values().sum(),
+            stamped: s.stamped,
+            unchanged: s.unchanged,
         },
-        "missing": s.missing.iter().map(|(name, by)| json!({ "name": name, "needed_by": by })).collect::<Vec<_>>(),
-    });
-    serde_json::to_string_pretty(&doc).unwrap() + "\n"
+        version: 1,
+    }
 }

@@ -1,4 +1,5 @@
 //! Reporting: turning closures (and later, stamping results) into text for people and JSON for
 //! programs.
 
+pub mod fixup;
 pub mod tree;
