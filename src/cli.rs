@@ -131,6 +131,10 @@ pub struct CheckArgs {
     /// A file that is not stamped is a problem too (exit 1), not just said.
     #[arg(long = "require-stamped")]
     pub require_stamped: bool,
+    /// Print JSON (format documented in the README) instead of text; problems still go to
+    /// stderr as well.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]

@@ -160,3 +160,35 @@ fn drift_is_named_with_the_entry_that_moved() {
     assert_eq!(sw(&["stamp"], &f.prog).0, 0);
     assert_eq!(sw(&["check"], &f.prog).0, 0);
 }
+
+#[test]
+fn json_lists_each_file_with_its_status_and_problems() {
+    let Some(f) = stamped() else { return };
+    std::fs::remove_file(&f.libbar).unwrap();
+    let o = run(common::shrinkwrap()
+        .args(["check", "--json"])
+        .arg(&f.prog)
+        .arg(&f.libfoo));
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["version"], 1);
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["file"], s(&f.prog));
+    assert_eq!(files[0]["status"], "problems");
+    let problems: Vec<&str> = files[0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains(&s(&f.libbar))),
+        "{problems:?}"
+    );
+    // Problems go to stderr too, one line each.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), problems.len(), "{err}");
+    assert_eq!(files[1]["status"], "not-stamped");
+    assert!(files[1]["entries"].is_null());
+}

@@ -8,6 +8,7 @@ use crate::cli::CheckArgs;
 use crate::elf::stamped::{self, Ours};
 use crate::elf::{read_elf_file, read_elf_source, ElfInfo};
 use crate::plan::{self, Policy};
+use crate::report::check::{FileEntry, Report};
 use crate::resolve::{probe_file, real_path, Resolver};
 
 /// Checks every FILE. For a stamped file: each absolute DT_NEEDED exists and is ELF of the
@@ -24,27 +25,47 @@ pub fn run(args: &CheckArgs) -> Outcome {
     let resolver = Resolver::new(plan_options(&args.resolve));
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
+    let mut entries = Vec::new();
     for file in &args.files {
-        match check_one(&resolver, &policy, file) {
-            Ok(Some(entries)) => print(&format!(
-                "{}: ok, {entries} stamped entries hold\n",
-                file.display()
-            )),
+        let entry = match check_one(&resolver, &policy, file) {
+            Ok(Some(n)) => {
+                if !args.json {
+                    print(&format!(
+                        "{}: ok, {n} stamped entries hold\n",
+                        file.display()
+                    ));
+                }
+                FileEntry::new(file, "ok", Some(n), Vec::new())
+            }
             Ok(None) => {
+                let mut problems = Vec::new();
                 if args.require_stamped {
                     eprintln!("shrinkwrap: {}: not stamped", file.display());
+                    problems.push("not stamped".to_string());
                     outcome = Outcome::FileFailed;
-                } else {
+                } else if !args.json {
                     print(&format!("{}: not stamped\n", file.display()));
                 }
+                FileEntry::new(file, "not-stamped", None, problems)
             }
             Err(problems) => {
-                for p in problems {
+                for p in &problems {
                     eprintln!("shrinkwrap: {}: {p}", file.display());
                 }
                 outcome = Outcome::FileFailed;
+                FileEntry::new(file, "problems", None, problems)
             }
-        }
+        };
+        entries.push(entry);
+    }
+    if args.json {
+        print(
+            &Report {
+                version: 1,
+                files: entries,
+            }
+            .to_text(),
+        );
     }
     outcome
 }

@@ -1,5 +1,6 @@
 //! Reporting: turning closures (and later, stamping results) into text for people and JSON for
 //! programs.
 
+pub mod check;
 pub mod fixup;
 pub mod tree;
