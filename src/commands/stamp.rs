@@ -3,14 +3,13 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
-
 use super::{
     changes_nothing, check_options, nothing_to_stamp, plan_options, policy, print, Outcome,
 };
 use crate::cli::StampArgs;
 use crate::lock;
 use crate::plan::{self, NotPlanned, Plan, Policy};
+use crate::report::stamp as rep;
 use crate::resolve::Resolver;
 use crate::write::{self, WriteError};
 
@@ -47,7 +46,7 @@ pub fn run(args: &StampArgs) -> Outcome {
     let resolver = Resolver::new(plan_options(&args.resolve));
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
-    let mut reports = Vec::new();
+    let mut done_all = Vec::new();
     for file in &args.files {
         let target = args.output.clone().unwrap_or_else(|| file.clone());
         let done = stamp_one(&resolver, &policy, file, &target, args.dry_run);
@@ -58,11 +57,14 @@ pub fn run(args: &StampArgs) -> Outcome {
         if !args.json {
             print(&human(&target, &done));
         }
-        reports.push(report(&target, &done));
+        done_all.push((target, done));
     }
     if args.json {
-        let doc = json!({ "version": 1, "files": reports });
-        print(&(serde_json::to_string_pretty(&doc).unwrap() + "\n"));
+        let doc = rep::Report {
+            files: done_all.iter().map(|(t, d)| report(t, d)).collect(),
+            version: 1,
+        };
+        print(&doc.to_text());
     }
     outcome
 }
@@ -194,29 +196,24 @@ fn counts(plan: &Plan) -> (usize, usize) {
     (replaced, added)
 }
 
-fn report(target: &Path, done: &Done) -> Value {
-    let (status, plan, extra) = match done {
-        Done::Stamped { plan, grew_by } => ("stamped", Some(plan), json!({ "grew_by": grew_by })),
-        Done::Unchanged { plan, why } => (
-            "unchanged",
-            Some(plan),
-            json!({ "reason": why.unwrap_or("already stamped") }),
-        ),
-        Done::Planned { plan } => ("planned", Some(plan), json!({})),
-        Done::NothingToDo(kind) => ("nothing-to-do", None, json!({ "kind": kind })),
-        Done::Failed(_, why) => ("failed", None, json!({ "error": why })),
-    };
-    let mut v = json!({ "file": target.to_string_lossy(), "status": status });
-    if let Some(plan) = plan {
-        v["needed"] = plan
-            .needed
-            .iter()
-            .map(|n| json!({ "value": n.value, "original": n.original }))
-            .collect();
-        v["warnings"] = json!(plan.warnings);
+fn report<'a>(target: &'a Path, done: &'a Done) -> rep::FileEntry<'a> {
+    match done {
+        Done::Stamped { plan, grew_by } => rep::FileEntry {
+            grew_by: Some(*grew_by),
+            ..rep::FileEntry::new(target, "stamped", Some(plan))
+        },
+        Done::Unchanged { plan, why } => rep::FileEntry {
+            reason: Some(why.unwrap_or("already stamped")),
+            ..rep::FileEntry::new(target, "unchanged", Some(plan))
+        },
+        Done::Planned { plan } => rep::FileEntry::new(target, "planned", Some(plan)),
+        Done::NothingToDo(kind) => rep::FileEntry {
+            kind: Some(kind),
+            ..rep::FileEntry::new(target, "nothing-to-do", None)
+        },
+        Done::Failed(_, why) => rep::FileEntry {
+            error: Some(why),
+            ..rep::FileEntry::new(target, "failed", None)
+        },
     }
-    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
-        m.extend(e);
-    }
-    v
 }

@@ -3,4 +3,5 @@
 
 pub mod check;
 pub mod fixup;
+pub mod stamp;
 pub mod tree;
