@@ -1,10 +1,11 @@
 //! Output of `shrinkwrap tree`: `lddtree`-like text, and the stable JSON format (version 1)
 //! documented in the README.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::elf::{Class, Endian};
 use crate::resolve::{Closure, ResolveError};
@@ -84,66 +85,170 @@ pub fn human(r: &TreeResult) -> String {
 
 /// The JSON document for all files: `{"version": 1, "files": [...]}`.
 pub fn json(results: &[TreeResult]) -> String {
-    let files: Vec<Value> = results.iter().map(file_json).collect();
-    let doc = json!({ "version": 1, "files": files });
-    let mut out = serde_json::to_string_pretty(&doc).expect("JSON values always serialise");
+    let doc = Report {
+        files: results.iter().map(file_json).collect(),
+        version: 1,
+    };
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
     out.push('\n');
     out
 }
 
-fn file_json(r: &TreeResult) -> Value {
+// The JSON report, typed. Fields are declared in alphabetical order, the order the report has
+// always had.
+
+#[derive(Serialize)]
+struct Report<'a> {
+    files: Vec<FileJson<'a>>,
+    version: u32,
+}
+
+/// One file: resolved, not dynamically linked, or failed (only `error` and `file`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum FileJson<'a> {
+    Resolved(Box<Resolved<'a>>),
+    NotDynamic {
+        error: Option<&'a str>,
+        file: Cow<'a, str>,
+        kind: &'a str,
+        libraries: [(); 0],
+        missing: [(); 0],
+        warnings: [(); 0],
+    },
+    Failed {
+        error: String,
+        file: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize)]
+struct Resolved<'a> {
+    class: &'static str,
+    endian: &'static str,
+    error: Option<&'a str>,
+    file: &'a str,
+    interpreter: Option<&'a str>,
+    kind: &'static str,
+    libraries: Vec<LibraryJson<'a>>,
+    machine: String,
+    missing: Vec<MissingJson<'a>>,
+    needed: &'a [String],
+    nodeflib: bool,
+    os_abi: u8,
+    rpath: Option<&'a str>,
+    runpath: Option<&'a str>,
+    soname: Option<&'a str>,
+    version_needs: Vec<VersionNeedJson<'a>>,
+    warnings: Vec<WarningJson>,
+}
+
+#[derive(Serialize)]
+struct LibraryJson<'a> {
+    depth: usize,
+    name: &'a str,
+    needed_by: &'a str,
+    path: &'a str,
+    soname: Option<&'a str>,
+    via: &'static str,
+}
+
+#[derive(Serialize)]
+struct MissingJson<'a> {
+    name: &'a str,
+    needed_by: &'a str,
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct VersionNeedJson<'a> {
+    file: &'a str,
+    versions: &'a [String],
+}
+
+#[derive(Serialize)]
+struct WarningJson {
+    kind: &'static str,
+    message: String,
+}
+
+fn file_json(r: &TreeResult) -> FileJson<'_> {
     let c = match &r.result {
         Ok(c) => c,
         Err(ResolveError::NotDynamic(kind)) => {
-            return json!({
-                "file": r.file.to_string_lossy(), "kind": kind, "error": null,
-                "libraries": [], "missing": [], "warnings": [],
-            })
+            return FileJson::NotDynamic {
+                error: None,
+                file: r.file.to_string_lossy(),
+                kind,
+                libraries: [],
+                missing: [],
+                warnings: [],
+            }
         }
-        Err(e) => return json!({ "file": r.file.to_string_lossy(), "error": e.to_string() }),
+        Err(e) => {
+            return FileJson::Failed {
+                error: e.to_string(),
+                file: r.file.to_string_lossy(),
+            }
+        }
     };
     let info = &c.root.info;
-    let libraries: Vec<Value> = c
-        .libraries
-        .iter()
-        .map(|l| {
-            json!({
-                "name": l.name,
-                "path": l.path,
-                "soname": l.object.info.soname,
-                "needed_by": c.requester_path(l.needed_by),
-                "via": l.via.name(),
-                "depth": l.depth,
+    FileJson::Resolved(Box::new(Resolved {
+        class: match info.class {
+            Class::Elf32 => "elf32",
+            Class::Elf64 => "elf64",
+        },
+        endian: match info.endian {
+            Endian::Little => "little",
+            Endian::Big => "big",
+        },
+        error: None,
+        file: &c.file,
+        interpreter: c.loader.as_ref().map(|l| l.interpreter.as_str()),
+        kind: info.kind.name(),
+        libraries: c
+            .libraries
+            .iter()
+            .map(|l| LibraryJson {
+                depth: l.depth,
+                name: &l.name,
+                needed_by: c.requester_path(l.needed_by),
+                path: &l.path,
+                soname: l.object.info.soname.as_deref(),
+                via: l.via.name(),
             })
-        })
-        .collect();
-    let missing: Vec<Value> = c
-        .missing
-        .iter()
-        .map(|m| json!({ "name": m.name, "needed_by": c.requester_path(m.needed_by), "reason": m.reason }))
-        .collect();
-    let warnings: Vec<Value> = c
-        .warnings
-        .iter()
-        .map(|w| json!({ "kind": w.kind(), "message": w.to_string() }))
-        .collect();
-    json!({
-        "file": c.file,
-        "error": null,
-        "kind": info.kind.name(),
-        "class": match info.class { Class::Elf32 => "elf32", Class::Elf64 => "elf64" },
-        "endian": match info.endian { Endian::Little => "little", Endian::Big => "big" },
-        "machine": info.machine_name(),
-        "os_abi": info.os_abi,
-        "interpreter": c.loader.as_ref().map(|l| l.interpreter.as_str()),
-        "soname": info.soname,
-        "needed": info.needed,
-        "rpath": info.rpath,
-        "runpath": info.runpath,
-        "nodeflib": info.nodeflib(),
-        "version_needs": info.version_needs.iter().map(|v| json!({"file": v.file, "versions": v.versions})).collect::<Vec<_>>(),
-        "libraries": libraries,
-        "missing": missing,
-        "warnings": warnings,
-    })
+            .collect(),
+        machine: info.machine_name(),
+        missing: c
+            .missing
+            .iter()
+            .map(|m| MissingJson {
+                name: &m.name,
+                needed_by: c.requester_path(m.needed_by),
+                reason: m.reason.as_deref(),
+            })
+            .collect(),
+        needed: &info.needed,
+        nodeflib: info.nodeflib(),
+        os_abi: info.os_abi,
+        rpath: info.rpath.as_deref(),
+        runpath: info.runpath.as_deref(),
+        soname: info.soname.as_deref(),
+        version_needs: info
+            .version_needs
+            .iter()
+            .map(|v| VersionNeedJson {
+                file: &v.file,
+                versions: &v.versions,
+            })
+            .collect(),
+        warnings: c
+            .warnings
+            .iter()
+            .map(|w| WarningJson {
+                kind: w.kind(),
+                message: w.to_string(),
+            })
+            .collect(),
+    }))
 }
