@@ -113,22 +113,25 @@ def main():
     opts = ap.parse_args()
     sw = shrinkwrap()
     pe = patchelf()
-    with tempfile.TemporaryDirectory(prefix="shrinkwrap-startup-") as tmp:
+    # Short roots: the loader compares each requested name with every loaded object's path
+    # (strcmp), and real store paths differ right after `/nix/store/<hash>`; a long common
+    # prefix would overstate that cost.
+    with tempfile.TemporaryDirectory(prefix="sw", dir="/tmp") as tmp:
         tmp = Path(tmp)
         # Each variant is built afresh in its own place from the same seed (RUNPATHs and
         # stamps name absolute paths, so a copy would point into the original).
-        built = tmp / "built"
+        built = tmp / "b"
         prog = build(built, random.Random(7))
         rel = prog.relative_to(built)
         variants = {"as built": built}
-        stamped = tmp / "stamped"
+        stamped = tmp / "s"
         build(stamped, random.Random(7))
         variants["stamped"] = stamped
         out = subprocess.run([sw, "fixup", "--quiet", *map(str, sorted((stamped / "nix" / "store").iterdir()))],
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"fixup failed: {out.stderr}")
-        low = tmp / "floor"
+        low = tmp / "f"
         build(low, random.Random(7))
         floor(low, pe)
         variants["floor (one library directory)"] = low
