@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
-use super::{check_options, nothing_to_stamp, plan_options, policy, Outcome};
+use super::{check_options, plan_options, policy, Outcome};
 use crate::cli::FixupArgs;
 use crate::elf::Kind;
 use crate::plan::{self, NotPlanned, Plan, Refusal};
@@ -374,7 +374,7 @@ fn write_one(c: &Candidate, plan: Plan, policy: &plan::Policy) -> Result_ {
     let result = write::stamp_file_as(&c.path, &values, write::ReadOnly::MakeWritable);
     match result {
         Ok(write::Outcome::Stamped { .. }) => Result_::Stamped(plan),
-        Ok(write::Outcome::Unchanged) => match nothing_to_stamp(&plan, policy) {
+        Ok(write::Outcome::Unchanged) => match plan.nothing_to_stamp(policy) {
             // Never stamped, and nothing to stamp: not "already stamped".
             Some(why) => Result_::Skipped(why),
             None => Result_::Unchanged(plan),

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use crate::cli::{PolicyArgs, ResolveArgs};
 use crate::elf::{read_elf_file, Kind};
-use crate::plan::{glob, Plan, Policy, DEFAULT_KEEP};
+use crate::plan::{Policy, DEFAULT_KEEP};
 use crate::resolve::Options;
 use crate::store::StoreDir;
 
@@ -146,37 +146,5 @@ pub fn policy(args: &PolicyArgs) -> Policy {
         keep,
         allow_missing: args.allow_missing.clone(),
         allow_soname_collision: args.allow_soname_collision,
-    }
-}
-
-/// Whether a plan keeps every entry as it is and adds none.
-pub fn changes_nothing(plan: &Plan) -> bool {
-    plan.needed
-        .iter()
-        .all(|n| n.original.as_deref() == Some(n.value.as_str()))
-}
-
-/// Why a file whose stamp left it as it was had nothing to stamp, when that is the reason
-/// (`None`: its stamp was already there). Said instead of "already stamped", which would be
-/// false for a file that never was.
-pub fn nothing_to_stamp(plan: &Plan, policy: &Policy) -> Option<&'static str> {
-    if plan.needed.is_empty() {
-        return Some("no dependencies");
-    }
-    if !changes_nothing(plan) {
-        return None;
-    }
-    if plan
-        .needed
-        .iter()
-        .all(|n| glob::any(&policy.keep, &n.value))
-    {
-        Some("all dependencies kept")
-    } else if plan.needed.iter().any(|n| n.value.contains('/')) {
-        // Paths already (a stamp whose record strip removed, or another tool's).
-        None
-    } else {
-        // Kept, allowed missing, or the loader by its soname: bare names that stay.
-        Some("no entry to change")
     }
 }

@@ -3,9 +3,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{
-    changes_nothing, check_options, nothing_to_stamp, plan_options, policy, print, Outcome,
-};
+use super::{check_options, plan_options, policy, print, Outcome};
 use crate::cli::StampArgs;
 use crate::lock;
 use crate::plan::{self, NotPlanned, Plan, Policy};
@@ -93,7 +91,7 @@ fn stamp_one(
     match result {
         Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped { plan, grew_by },
         Ok(write::Outcome::Unchanged) => {
-            let why = nothing_to_stamp(&plan, policy);
+            let why = plan.nothing_to_stamp(policy);
             Done::Unchanged { plan, why }
         }
         Err((about, e)) => Done::Failed(about.to_path_buf(), e.to_string()),
@@ -154,7 +152,7 @@ fn human(target: &Path, done: &Done) -> String {
     let t = target.display();
     let mut s = match done {
         // Our earlier stamp undone, the plan being to change nothing.
-        Done::Stamped { plan, .. } if changes_nothing(plan) => {
+        Done::Stamped { plan, .. } if plan.changes_nothing() => {
             format!("{t}: restored its original, which has nothing to stamp\n")
         }
         Done::Stamped { plan, grew_by } => {

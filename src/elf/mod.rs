@@ -111,6 +111,13 @@ impl ElfInfo {
         }
     }
 
+    /// A program: an executable without a soname. It lists its whole closure when stamped,
+    /// and its PT_INTERP is the loader it runs under. Anything else (even `libc.so.6`, which
+    /// can be run) is loaded as a library by programs that bring their own loader.
+    pub fn is_program(&self) -> bool {
+        matches!(self.kind, Kind::Executable { .. }) && self.soname.is_none()
+    }
+
     pub fn nodeflib(&self) -> bool {
         self.flags_1 & DF_1_NODEFLIB != 0
     }

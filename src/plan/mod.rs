@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::elf::{read_elf_file, ElfError, ElfInfo, Kind};
+use crate::elf::{read_elf_file, ElfError, ElfInfo};
 use crate::resolve::{real_path, Closure, Object, ResolveError, Resolver, Via, Warning};
 
 /// Driver libraries that come from the running system, never from the closure (on NixOS they
@@ -61,6 +61,38 @@ impl Plan {
     /// The new DT_NEEDED strings in order.
     pub fn values(&self) -> Vec<&str> {
         self.needed.iter().map(|n| n.value.as_str()).collect()
+    }
+
+    /// Whether the plan keeps every entry as it is and adds none.
+    pub fn changes_nothing(&self) -> bool {
+        self.needed
+            .iter()
+            .all(|n| n.original.as_deref() == Some(n.value.as_str()))
+    }
+
+    /// Why a file whose stamp left it as it was had nothing to stamp, when that is the reason
+    /// (`None`: its stamp was already there). Said instead of "already stamped", which would
+    /// be false for a file that never was.
+    pub fn nothing_to_stamp(&self, policy: &Policy) -> Option<&'static str> {
+        if self.needed.is_empty() {
+            return Some("no dependencies");
+        }
+        if !self.changes_nothing() {
+            return None;
+        }
+        if self
+            .needed
+            .iter()
+            .all(|n| glob::any(&policy.keep, &n.value))
+        {
+            Some("all dependencies kept")
+        } else if self.needed.iter().any(|n| n.value.contains('/')) {
+            // Paths already (a stamp whose record strip removed, or another tool's).
+            None
+        } else {
+            // Kept, allowed missing, or the loader by its soname: bare names that stay.
+            Some("no entry to change")
+        }
     }
 }
 
@@ -255,8 +287,7 @@ pub fn plan(c: &Closure, policy: &Policy) -> Result<Plan, Refusal> {
     // path it resolved to) and nothing more: a program that loads it but is not stamped walks
     // the same breadth-first order as before, where lifted entries would be loaded early and
     // could change which of two definitions of a symbol wins.
-    let program =
-        matches!(c.root.info.kind, Kind::Executable { .. }) && c.root.info.soname.is_none();
+    let program = c.root.info.is_program();
     let libs = &c.libraries;
     let kept: Vec<bool> = libs
         .iter()

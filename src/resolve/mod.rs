@@ -422,7 +422,7 @@ impl Resolver {
             // only when run: as a library, whatever loads it brings the loader.
             explicit_interp
                 .as_deref()
-                .filter(|_| self.opts.interpreter.is_some() || root.info.soname.is_none()),
+                .filter(|_| self.opts.interpreter.is_some() || root.info.is_program()),
             &libraries,
             |p| self.real_dir(p),
         ));
