@@ -2,14 +2,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{check_options, plan_options, policy, print, Outcome};
 use crate::cli::CheckArgs;
-use crate::elf::stamped::{self, Ours};
-use crate::elf::{read_elf_file, read_elf_source, ElfInfo};
+use crate::elf::read_elf_file;
+use crate::elf::stamped::{self, StampState};
+use crate::lock;
 use crate::plan::{self, Policy};
 use crate::report::check::{FileEntry, Report};
-use crate::resolve::{probe_file, real_path, Resolver};
+use crate::resolve::{probe_file, real_path, Object, Resolver};
 
 /// Checks every FILE. For a stamped file: each absolute DT_NEEDED exists and is ELF of the
 /// file's class and machine; each entry that replaced a bare name is a library with that name
@@ -79,20 +81,18 @@ fn check_one(
 ) -> Result<Option<usize>, Vec<String>> {
     let one = |e: String| vec![e];
     let real = real_path(file);
-    let f = std::fs::File::open(&real).map_err(|e| one(e.to_string()))?;
+    let (f, file_id) = lock::open_to_read(&real).map_err(|e| one(e.to_string()))?;
     let ef = read_elf_file(&f).map_err(|e| one(e.to_string()))?;
-    let original: ElfInfo = match stamped::ours(&f, &ef).map_err(|e| one(e.to_string()))? {
-        Ours::No => return Ok(None),
-        Ours::Changed => {
+    let original = match stamped::stamp_state(&f, &ef)
+        .map_err(|e| one(format!("reading its original: {e}")))?
+    {
+        StampState::NotStamped => return Ok(None),
+        StampState::Changed => {
             return Err(one(
                 "it was changed after it was stamped (stripped?): its original, and so the stamp's promise, cannot be read back".into(),
             ))
         }
-        Ours::Original(view) => {
-            read_elf_source(&view)
-                .map_err(|e| one(format!("reading its original: {e}")))?
-                .info
-        }
+        StampState::Stamped(info) => info,
     };
     let own = &ef.info;
     let mut problems = Vec::new();
@@ -138,8 +138,15 @@ fn check_one(
         }
     }
 
-    // Drift: what a stamp made now would name.
-    match plan::plan_file(resolver, policy, &real) {
+    // Drift: what a stamp made now would name, planned from what was read above.
+    let read = plan::Read {
+        own: Arc::new(Object {
+            info: own.clone(),
+            file_id,
+        }),
+        original: Some(original),
+    };
+    match plan::plan_read(resolver, policy, &real, &read) {
         Ok(p) => {
             let now = p.values();
             if now != own.needed {

@@ -6,7 +6,7 @@ use super::stamp::write_copy;
 use super::{print, Outcome};
 use crate::cli::UnwrapArgs;
 use crate::elf::read_elf_file;
-use crate::elf::stamped::{self, Ours};
+use crate::elf::stamped::{self, StampState};
 use crate::lock;
 use crate::write::{self, WriteError};
 
@@ -52,26 +52,18 @@ type Failure<'a> = (&'a Path, String);
 
 fn unwrap_one<'a>(file: &'a Path, target: &'a Path) -> Result<Done, Failure<'a>> {
     let on_file = |e: String| (file, e);
-    let size_before = std::fs::metadata(file)
-        .map_err(|e| on_file(e.to_string()))?
-        .len();
     // The original's DT_NEEDED list, read under a shared lock.
-    let needed = {
+    let (needed, size_before) = {
         let (f, _) = lock::open_to_read(file).map_err(|e| on_file(e.to_string()))?;
         let ef = read_elf_file(&f).map_err(|e| on_file(e.to_string()))?;
-        match stamped::ours(&f, &ef).map_err(|e| on_file(e.to_string()))? {
-            Ours::No => return Ok(Done::NotStamped),
-            Ours::Changed => {
+        match stamped::stamp_state(&f, &ef).map_err(|e| on_file(format!("reading its original: {e}")))? {
+            StampState::NotStamped => return Ok(Done::NotStamped),
+            StampState::Changed => {
                 return Err(on_file(
                     "it was changed after it was stamped (stripped?), so its original cannot be put back exactly; unwrap the unstripped file".into(),
                 ))
             }
-            Ours::Original(view) => {
-                crate::elf::read_elf_source(&view)
-                    .map_err(|e| on_file(format!("reading its original: {e}")))?
-                    .info
-                    .needed
-            }
+            StampState::Stamped(original) => (original.needed, ef.size),
         }
     };
     // A stamp whose plan is the original's list: it restores the original, under the

@@ -281,12 +281,30 @@ pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
 /// files on 64 KiB-page machines); a killed run's tail is looked for at this alignment.
 pub const SEGMENT_FILE_ALIGN: u64 = 64;
 
+/// What a file says of our stamp, with the original's dynamic-linking facts where the record
+/// can give them back.
+pub enum StampState {
+    NotStamped,
+    /// Stamped by us, then changed (stripped?): the original cannot be read back.
+    Changed,
+    Stamped(ElfInfo),
+}
+
+/// The [`StampState`] of `file`, read as `ef`.
+pub fn stamp_state(file: &File, ef: &ElfFile) -> Result<StampState, ElfError> {
+    Ok(match ours(file, ef)? {
+        Ours::No => StampState::NotStamped,
+        Ours::Changed => StampState::Changed,
+        Ours::Original(view) => StampState::Stamped(read_elf_source(&view)?.info),
+    })
+}
+
 /// The dynamic-linking facts of the original behind our own earlier stamp, if `file` carries
 /// one that can be undone (a new plan replaces the old stamp instead of building on it).
 pub fn original_info(file: &File, ef: &ElfFile) -> Result<Option<ElfInfo>, ElfError> {
-    match ours(file, ef)? {
-        Ours::Original(view) => Ok(Some(read_elf_source(&view)?.info)),
-        Ours::No | Ours::Changed => Ok(None),
+    match stamp_state(file, ef)? {
+        StampState::Stamped(info) => Ok(Some(info)),
+        StampState::NotStamped | StampState::Changed => Ok(None),
     }
 }
 
