@@ -1,6 +1,5 @@
 //! `shrinkwrap stamp`: resolve, plan and write each file.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{check_options, plan_options, policy, print, Outcome};
@@ -123,14 +122,9 @@ pub(super) fn write_copy<'a>(
     let src = lock::open_locked(file, lock::Lock::Shared).map_err(on_input)?;
     let mut dst = std::fs::File::create(&tmp).map_err(on_output)?;
     let result = (|| {
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = (&src).read(&mut buf).map_err(on_input)?;
-            if n == 0 {
-                break;
-            }
-            dst.write_all(&buf[..n]).map_err(on_output)?;
-        }
+        // std's copy uses copy_file_range, in the kernel. Its error cannot say which side
+        // failed; a copy out of a file we could open and lock failing is writing's fault.
+        std::io::copy(&mut &src, &mut dst).map_err(on_output)?;
         let perms = src.metadata().map_err(on_input)?.permissions();
         dst.set_permissions(perms).map_err(on_output)?;
         drop(src);
