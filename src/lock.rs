@@ -10,7 +10,7 @@
 //! file in locks that new file before the swap and keeps the lock until it has cleared the
 //! old one away, so nobody sees the new file before it is finished with.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -30,8 +30,13 @@ const MAX_RETRIES: usize = 1000;
 /// Opens `path` for reading and locks it, waiting for other runs; the path is checked to
 /// still name the locked file. The lock lasts as long as the returned `File`.
 pub fn open_locked(path: &Path, lock: Lock) -> io::Result<File> {
+    open_locked_with(path, lock, OpenOptions::new().read(true))
+}
+
+/// [`open_locked`], opening with `options` (to write through the locked descriptor itself).
+pub fn open_locked_with(path: &Path, lock: Lock, options: &OpenOptions) -> io::Result<File> {
     for _ in 0..MAX_RETRIES {
-        let file = File::open(path)?;
+        let file = options.open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
             return Err(io::Error::new(
@@ -44,7 +49,8 @@ pub fn open_locked(path: &Path, lock: Lock) -> io::Result<File> {
             return Ok(file);
         }
         flock(&file, lock)?;
-        if names(path, &file)? {
+        let now = std::fs::metadata(path)?;
+        if (now.dev(), now.ino()) == (meta.dev(), meta.ino()) {
             return Ok(file);
         }
     }
@@ -77,10 +83,4 @@ pub fn flock(file: &File, lock: Lock) -> io::Result<()> {
             return Err(e);
         }
     }
-}
-
-/// Whether `path` names the same inode as the open `file`.
-pub fn names(path: &Path, file: &File) -> io::Result<bool> {
-    let (a, b) = (std::fs::metadata(path)?, file.metadata()?);
-    Ok((a.dev(), a.ino()) == (b.dev(), b.ino()))
 }

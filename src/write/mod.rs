@@ -100,9 +100,9 @@ pub fn stamp_file_as(
     needed: &[String],
     read_only: ReadOnly,
 ) -> Result<Outcome, WriteError> {
-    // Held until we return: no other run reads or writes the file meanwhile.
-    let locked = lock::open_locked(path, Lock::Exclusive)?;
-    let file = open_for_writing(path, &locked, read_only)?;
+    // Held until we return: no other run reads or writes the file meanwhile. A read-only file
+    // is locked through a second descriptor (`_locked`), opened for reading.
+    let (file, _locked) = open_for_writing(path, read_only)?;
     replace::clear_leftover(path);
     let mut ef = read_elf_file(&file)?;
     if let Some(original_size) = record::unfinished_tail(&file, &ef)? {
@@ -199,28 +199,38 @@ fn write_plan(
     })
 }
 
-/// A descriptor to write `path` through; `locked`, open on the same file, holds its lock.
-fn open_for_writing(path: &Path, locked: &File, read_only: ReadOnly) -> Result<File, WriteError> {
-    let open = || OpenOptions::new().read(true).write(true).open(path);
-    let file = match open() {
-        Ok(f) => f,
+/// `path` opened for writing and locked exclusively. A read-only file (`fixup` stamps those)
+/// can only be locked through a descriptor opened for reading: its write bit is lent, under
+/// that lock, for the writing descriptor to be opened, and given back; that locked
+/// descriptor is returned too, and must be kept as long as the other.
+fn open_for_writing(path: &Path, read_only: ReadOnly) -> Result<(File, Option<File>), WriteError> {
+    let rw = || {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        o
+    };
+    let denied = match lock::open_locked_with(path, Lock::Exclusive, &rw()) {
+        Ok(file) => return Ok((file, None)),
         Err(e)
             if e.kind() == io::ErrorKind::PermissionDenied
                 && read_only == ReadOnly::MakeWritable =>
         {
-            let mode = locked.metadata()?.mode() & 0o7777;
-            if mode & 0o200 != 0 {
-                return Err(e.into());
-            }
-            // Changed and given back under the lock, so another run never takes the
-            // borrowed write bit for the file's own; the descriptor keeps its write access.
-            locked.set_permissions(Permissions::from_mode(mode | 0o200))?;
-            let file = open();
-            locked.set_permissions(Permissions::from_mode(mode))?;
-            file?
+            e
         }
         Err(e) => return Err(e.into()),
     };
+    let locked = lock::open_locked(path, Lock::Exclusive)?;
+    let mode = locked.metadata()?.mode() & 0o7777;
+    if mode & 0o200 != 0 {
+        // Writable by mode, yet not openable for writing: not something lending the bit fixes.
+        return Err(denied.into());
+    }
+    // Changed and given back under the lock, so another run never takes the borrowed write
+    // bit for the file's own; the descriptor keeps its write access.
+    locked.set_permissions(Permissions::from_mode(mode | 0o200))?;
+    let file = rw().open(path);
+    locked.set_permissions(Permissions::from_mode(mode))?;
+    let file = file?;
     // Under our lock no run replaces the file; anything else that did is not ours to stamp.
     let (a, b) = (file.metadata()?, locked.metadata()?);
     if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
@@ -228,5 +238,5 @@ fn open_for_writing(path: &Path, locked: &File, read_only: ReadOnly) -> Result<F
             "it was replaced by another program while being stamped",
         )));
     }
-    Ok(file)
+    Ok((file, Some(locked)))
 }
