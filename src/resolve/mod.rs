@@ -772,13 +772,14 @@ impl Walk<'_> {
             // glibc tries dir/glibc-hwcaps/<level>/ first; we never pick those (they depend on
             // the build machine's CPU) but say so when one is there.
             let dir_path = Path::new(if dir.is_empty() { "." } else { dir.as_str() });
-            let levels = self.r.probes.hwcaps_levels(dir_path);
+            let dir_info = self.r.probes.dir(dir_path);
+            let levels = &dir_info.hwcaps;
             let variants: Vec<String> = levels
                 .iter()
                 .map(|l| format!("{dir}glibc-hwcaps/{l}/{name}"))
                 .filter(|v| matches!(self.r.probes.probe(Path::new(v)), Probe::Found(_)))
                 .collect();
-            match self.r.probes.probe_in(dir_path, name, Path::new(&path)) {
+            match self.r.probes.probe_in(&dir_info, name, Path::new(&path)) {
                 Probe::Absent => {
                     for variant in variants {
                         self.warn(Warning::HwcapsSkipped {

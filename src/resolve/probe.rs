@@ -19,6 +19,15 @@ pub struct Object {
     pub file_id: (u64, u64),
 }
 
+/// What a search directory holds.
+pub struct Dir {
+    /// Its names (`None`: it cannot be listed; every candidate is then opened, as the loader
+    /// would).
+    names: Option<HashSet<OsString>>,
+    /// Its `glibc-hwcaps/<level>` subdirectories, sorted (empty for most directories).
+    pub hwcaps: Vec<String>,
+}
+
 /// What opening a candidate path gave.
 #[derive(Clone, Debug)]
 pub enum Probe {
@@ -29,14 +38,13 @@ pub enum Probe {
     Invalid(Arc<ElfError>),
 }
 
-/// Cache of probes and of `glibc-hwcaps` directory listings, shared by all lookups. Read far
+/// Cache of probes and of what search directories hold, shared by all lookups. Read far
 /// more often than written (every search probes many directories), hence read-write locks.
 #[derive(Default)]
 pub struct ProbeCache {
     files: RwLock<HashMap<PathBuf, Probe>>,
-    hwcaps: RwLock<HashMap<PathBuf, Arc<Vec<String>>>>,
-    /// The names in each search directory, read once (`None`: it cannot be listed).
-    listings: RwLock<HashMap<PathBuf, Option<Arc<HashSet<OsString>>>>>,
+    /// What each search directory holds, read once.
+    dirs: RwLock<HashMap<PathBuf, Arc<Dir>>>,
     /// Read a file we stamped as its original (see `Options::originals`).
     originals: bool,
 }
@@ -67,34 +75,48 @@ impl ProbeCache {
     /// the directory's listing does not hold is absent without a look. A search over a long
     /// RUNPATH asks every directory for names most do not have; one `getdents` per directory
     /// answers them all, where one failed `open` per name and directory would not.
-    pub fn probe_in(&self, dir: &Path, name: &str, path: &Path) -> Probe {
-        if let Some(names) = self.listing(dir) {
-            if !names.contains(OsStr::new(name)) {
-                return Probe::Absent;
-            }
+    pub fn probe_in(&self, dir: &Dir, name: &str, path: &Path) -> Probe {
+        if dir
+            .names
+            .as_ref()
+            .is_some_and(|n| !n.contains(OsStr::new(name)))
+        {
+            return Probe::Absent;
         }
         self.probe(path)
     }
 
-    /// The names in `dir`, read once; `None` when it cannot be read (then every candidate is
-    /// opened, as the loader would).
-    fn listing(&self, dir: &Path) -> Option<Arc<HashSet<OsString>>> {
-        if let Some(l) = self.listings.read().unwrap().get(dir) {
-            return l.clone();
+    /// What `dir` holds, read once: its names, and its `glibc-hwcaps/<level>` subdirectories.
+    pub fn dir(&self, dir: &Path) -> Arc<Dir> {
+        if let Some(d) = self.dirs.read().unwrap().get(dir) {
+            return d.clone();
         }
-        let names: Option<Arc<HashSet<OsString>>> = std::fs::read_dir(dir)
-            .and_then(|entries| {
-                entries
-                    .map(|e| e.map(|e| e.file_name()))
-                    .collect::<io::Result<HashSet<OsString>>>()
-            })
-            .ok()
-            .map(Arc::new);
-        self.listings
+        let names: Option<HashSet<OsString>> = std::fs::read_dir(dir)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect())
+            .ok();
+        // Most directories have no glibc-hwcaps: their listing says so without a look.
+        let has_hwcaps = names
+            .as_ref()
+            .is_none_or(|n| n.contains(OsStr::new("glibc-hwcaps")));
+        let mut hwcaps: Vec<String> = if has_hwcaps {
+            std::fs::read_dir(dir.join("glibc-hwcaps"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        hwcaps.sort();
+        let d = Arc::new(Dir { names, hwcaps });
+        self.dirs
             .write()
             .unwrap()
-            .insert(dir.to_path_buf(), names.clone());
-        names
+            .entry(dir.to_path_buf())
+            .or_insert(d)
+            .clone()
     }
 
     /// Remembers what a caller already read at `path`, so resolution does not read it again.
@@ -103,27 +125,6 @@ impl ProbeCache {
             .write()
             .unwrap()
             .insert(path.to_path_buf(), probe);
-    }
-
-    /// Names of the `glibc-hwcaps/<level>` subdirectories of `dir` (empty for most dirs).
-    pub fn hwcaps_levels(&self, dir: &Path) -> Arc<Vec<String>> {
-        if let Some(v) = self.hwcaps.read().unwrap().get(dir) {
-            return v.clone();
-        }
-        let mut levels: Vec<String> = std::fs::read_dir(dir.join("glibc-hwcaps"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        levels.sort();
-        let levels = Arc::new(levels);
-        self.hwcaps
-            .write()
-            .unwrap()
-            .insert(dir.to_path_buf(), levels.clone());
-        levels
     }
 }
 
