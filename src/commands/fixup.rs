@@ -24,14 +24,18 @@ use crate::resolve::{Probe, Resolver};
 use crate::walk::{self, Candidate};
 use crate::write;
 
-/// One file of the trees, through the phases: read, planned, then written.
+/// One file of the trees, as read (phase 1).
 struct Work<'a> {
     c: &'a Candidate,
     /// What reading it gave (for a file stamped before, its original's facts).
     probe: Probe,
     read: Option<plan::Read>,
-    /// Phase 2: the plan, or what already happened to the file.
-    planned: Option<Result<Plan, Result_>>,
+}
+
+/// One file and its plan, or what already happened to it (phase 2).
+struct Planned<'a> {
+    w: Work<'a>,
+    plan: Result<Plan, Result_>,
 }
 
 /// What happened to one file.
@@ -116,7 +120,7 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     // uses, and are kept for phase 2. Index the trees' own libraries, used only where the
     // loader's search finds nothing.
     let mut resolver = Resolver::new(plan_options(&args.resolve));
-    let mut files: Vec<Work> = tree
+    let files: Vec<Work> = tree
         .candidates
         .par_iter()
         .map(|c| {
@@ -124,12 +128,7 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
                 Ok(r) => (Probe::Found(r.original_object()), Some(r)),
                 Err(e) => (Probe::from_result(Err(e)), None),
             };
-            Work {
-                c,
-                probe,
-                read,
-                planned: None,
-            }
+            Work { c, probe, read }
         })
         .collect();
     for w in &files {
@@ -141,10 +140,14 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
 
     // Phase 2: plan everything before writing anything.
     let bar = progress(log, files.len() as u64 * 2);
-    files.par_iter_mut().for_each(|w| {
-        w.planned = Some(plan_one(&resolver, &policy, w.c, &w.probe, &w.read));
-        bar.inc(1);
-    });
+    let files: Vec<Planned> = files
+        .into_par_iter()
+        .map(|w| {
+            let plan = plan_one(&resolver, &policy, w.c, &w.probe, &w.read);
+            bar.inc(1);
+            Planned { w, plan }
+        })
+        .collect();
 
     // Between phases: stamps must not make two outputs refer to each other (Nix refuses
     // such a build). Checked before anything is written.
@@ -161,11 +164,10 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     // Phase 3: write.
     let results: Vec<Result_> = files
         .into_par_iter()
-        .map(|w| {
-            let r = match w.planned {
-                Some(Ok(plan)) => write_one(w.c, plan, &policy),
-                Some(Err(r)) => r,
-                None => failed("not planned"),
+        .map(|p| {
+            let r = match p.plan {
+                Ok(plan) => write_one(p.w.c, plan, &policy),
+                Err(r) => r,
             };
             bar.inc(1);
             r
@@ -222,13 +224,13 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
 /// References between the given directories (Nix outputs) that the planned stamps would turn
 /// into a cycle, each described with the files that make it. Existing references (RUNPATH,
 /// RPATH) count, since Nix sees them too; a cycle made only of those is not ours to report.
-fn reference_cycles(roots: &[std::path::PathBuf], files: &[Work]) -> Vec<String> {
+fn reference_cycles(roots: &[std::path::PathBuf], files: &[Planned]) -> Vec<String> {
     let n = roots.len();
     let root_of = |p: &str| roots.iter().position(|r| Path::new(p).starts_with(r));
     // For each ordered pair of outputs: an example (file, target) of a new and an old edge.
     let mut new_edge: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
     let mut old_edge = vec![vec![false; n]; n];
-    for w in files {
+    for Planned { w, plan } in files {
         let c = w.c;
         let Some(a) = root_of(&c.path.to_string_lossy()) else {
             continue;
@@ -241,7 +243,7 @@ fn reference_cycles(roots: &[std::path::PathBuf], files: &[Work]) -> Vec<String>
                 }
             }
         }
-        if let Some(Ok(plan)) = &w.planned {
+        if let Ok(plan) = plan {
             for v in plan.values() {
                 if let Some(b) = root_of(v).filter(|&b| b != a) {
                     new_edge
