@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::elf::{read_elf_file, read_elf_from, ElfError, ElfInfo};
+use crate::elf::{read_elf_file, ElfError, ElfInfo};
 
 /// A parsed ELF file found on disk.
 #[derive(Debug)]
@@ -143,15 +143,12 @@ impl Probe {
 /// `original`, a file carrying our stamp is read as the original the stamp records.
 pub fn probe_file(path: &Path, original: bool) -> Result<Arc<Object>, ElfError> {
     let (file, file_id) = open_file(path)?;
-    let info = if original {
-        let ef = read_elf_file(&file)?;
-        match crate::elf::stamped::original_info(&file, &ef)? {
-            Some(info) => info,
-            None => ef.info,
-        }
-    } else {
-        read_elf_from(&file)?
+    let ef = read_elf_file(&file)?;
+    let stamped = match original {
+        true => crate::elf::stamped::original_info(&file, &ef)?,
+        false => None,
     };
+    let info = stamped.unwrap_or(ef.info);
     Ok(Arc::new(Object { info, file_id }))
 }
 
