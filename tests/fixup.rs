@@ -14,11 +14,10 @@ use std::process::{Command, Stdio};
 
 use common::{
     all_absolute, differences, have, ld_so_list, loader_paths, mtimes, readelf_needed, run,
-    snapshot, Cc, Entry, Store,
+    snapshot, Cc, Entry, Store, LOADER,
 };
 use serde_json::Value;
 
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// The one bare DT_NEEDED a stamped library (which names no interpreter) may keep.
 const LOADER_SONAME: &str = "ld-linux-x86-64.so.2";
 

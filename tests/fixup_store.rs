@@ -19,9 +19,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{differences, have, ld_so_list, run, shrinkwrap, skip, Entry, Store, SYSTEM_ROOTS};
+use common::{differences, have, ld_so_list, run, shrinkwrap, Entry, Store, LOADER, SYSTEM_ROOTS};
 
-const SYSTEM_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// glibc's parts that go into the glibc input (and into one output, as its own copy).
 /// Other parts of glibc: never copied into an output as an ordinary library (stamping one
 /// against the glibc input is refused, rightly: two glibc builds).
@@ -92,8 +91,7 @@ fn usable(files: Vec<PathBuf>, want: usize, keep: impl Fn(&Path) -> bool) -> Vec
         m.len() < 2 << 20
             && m.mode() & 0o6000 == 0
             && keep(f)
-            && ld_so_list(SYSTEM_LOADER, f)
-                .is_ok_and(|l| l.missing.is_empty() && !l.paths.is_empty())
+            && ld_so_list(LOADER, f).is_ok_and(|l| l.missing.is_empty() && !l.paths.is_empty())
     };
     let step = (files.len() / (want * 2)).max(1);
     let mut chosen: Vec<PathBuf> = files
@@ -118,8 +116,7 @@ fn build() -> Option<Layout> {
             return None;
         }
     }
-    if !Path::new(SYSTEM_LOADER).exists() {
-        skip(&format!("{SYSTEM_LOADER} does not exist: the store tree"));
+    if !common::have_loader() {
         return None;
     }
     let st = Store::new();
@@ -146,7 +143,7 @@ fn build() -> Option<Layout> {
     // others spread over four packages.
     let mut needed: BTreeMap<String, PathBuf> = BTreeMap::new();
     for f in progs.iter().chain(&libs) {
-        for p in ld_so_list(SYSTEM_LOADER, f).unwrap().paths {
+        for p in ld_so_list(LOADER, f).unwrap().paths {
             let name = Path::new(&p)
                 .file_name()
                 .unwrap()

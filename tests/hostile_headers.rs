@@ -16,9 +16,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, ld_so_list, run, shrinkwrap, Cc, Store};
+use common::{have, ld_so_list, run, shrinkwrap, Cc, Store, LOADER};
 
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 const LIB: &str = "int fz(void) { return 7; }\n";
 const PROG: &str =
     "#include <stdio.h>\nint fz(void);\nint main(void) { printf(\"%d\\n\", fz()); return 0; }\n";
@@ -438,8 +437,7 @@ impl Tally {
 }
 
 fn tools_present() -> bool {
-    if !Path::new(LOADER).exists() {
-        common::skip(&format!("{LOADER} is missing"));
+    if !common::have_loader() {
         return false;
     }
     have("gcc") && have("timeout")

@@ -11,9 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, loader_paths, readelf_needed, run, run_program, Cc, Store};
-
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+use common::{
+    have, have_loader, loader_paths, readelf_needed, run, run_program, Cc, Store, LOADER,
+};
 
 const WHICH_Y: &str = "const char *which(void) { return \"y\"; }\n";
 const WHICH_Z: &str = "const char *which(void) { return \"z\"; }\n";
@@ -83,7 +83,7 @@ fn fixup(dir: &Path) -> String {
 }
 
 fn ready() -> bool {
-    have("cc") && have("readelf") && Path::new(LOADER).exists()
+    have("cc") && have("readelf") && have_loader()
 }
 
 #[test]

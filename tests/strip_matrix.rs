@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{ld_so_list, run, run_program, skip, stamp, Cc, Store};
+use common::{ld_so_list, run, run_program, skip, stamp, Cc, Store, LOADER};
 
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// The interpreter the reproduction sets first: longer than the real one, so patchelf
 /// must move `.interp` (and, with the RUNPATH, `.dynstr` and `.dynamic`).
 const LONG_INTERP: &str =

@@ -8,9 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{exporting, have, ld_so_list, run, Cc, Store};
+use common::{exporting, have, have_loader, ld_so_list, run, Cc, Store, LOADER};
 
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// It calls into libc, so it has a DT_NEEDED to stamp.
 const FOO: &str = "#include <unistd.h>\nint foo(void) { return getpid() > 0 ? 41 : 0; }\n";
 const FOO_ALT: &str = "int foo(void) { return 2; }\n";
@@ -73,7 +72,7 @@ fn exit_with_llp(prog: &Path, dir: &Path) -> Option<i32> {
 }
 
 fn ready() -> bool {
-    have("cc") && have("readelf") && Path::new(LOADER).exists()
+    have("cc") && have("readelf") && have_loader()
 }
 
 #[test]

@@ -7,6 +7,21 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The x86_64 glibc loader the tests compare against.
+pub const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// Whether [`LOADER`] exists. When it does not, says so loudly; under CI (`CI=true`) that is a
+/// failure, not a skip.
+pub fn have_loader() -> bool {
+    let found = Path::new(LOADER).exists();
+    if !found {
+        skip(&format!(
+            "{LOADER} does not exist (an x86_64 glibc system is needed)"
+        ));
+    }
+    found
+}
+
 /// The shrinkwrap binary under test.
 pub fn shrinkwrap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shrinkwrap"))
