@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{have, run, Cc, Store};
+use common::{have, run, s, sw, Cc, Store};
 
 const BAR: &str = "int bar(void) { return 1; }\n";
 const FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
@@ -46,19 +46,6 @@ fn build() -> Fixture {
         libfoo,
         libbar,
     }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn sw(args: &[&str], file: &Path) -> (i32, String, String) {
-    let o = run(common::shrinkwrap().args(args).arg(file));
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn stamped() -> Option<Fixture> {

@@ -19,7 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{exporting, have, run, snapshot, Cc, Entry, Store};
+use common::{cp_a, exporting, have, run, s, snapshot, Cc, Entry, Store};
 
 const ROUNDS: usize = 20;
 
@@ -43,19 +43,6 @@ struct Race {
     stamped: Vec<PathBuf>,
     /// Everything under `out` after one uninterrupted `fixup`.
     reference: BTreeMap<PathBuf, Entry>,
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// `rm -rf DST; cp -a SRC DST`.
-fn copy_tree(src: &Path, dst: &Path) {
-    if dst.exists() {
-        std::fs::remove_dir_all(dst).unwrap();
-    }
-    let o = run(Command::new("cp").arg("-a").arg(src).arg(dst));
-    assert!(o.status.success(), "cp -a: {o:?}");
 }
 
 impl Race {
@@ -88,20 +75,18 @@ impl Race {
     /// The files that differ from the reference, each with how.
     fn differences(&self) -> Vec<String> {
         let now = snapshot(&self.out);
-        let mut keys: Vec<&PathBuf> = now.keys().chain(self.reference.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter(|k| now.get(*k) != self.reference.get(*k))
-            .map(|k| {
-                let how = match (now.get(k), self.reference.get(k)) {
+        common::differences(&now, &self.reference)
+            .into_iter()
+            .map(|name| {
+                let k = PathBuf::from(&name);
+                let how = match (now.get(&k), self.reference.get(&k)) {
                     (None, _) => "missing".to_string(),
                     (_, None) => "left behind".to_string(),
                     (
                         Some(Entry::File { mode: a, bytes: x }),
                         Some(Entry::File { mode: b, bytes: y }),
                     ) => {
-                        let readelf = run(Command::new("readelf").arg("-d").arg(self.out.join(k)));
+                        let readelf = run(Command::new("readelf").arg("-d").arg(self.out.join(&k)));
                         let complaint = String::from_utf8_lossy(&readelf.stderr)
                             .lines()
                             .next()
@@ -120,7 +105,7 @@ impl Race {
                     }
                     _ => "changed kind".to_string(),
                 };
-                format!("{}: {how}", s(k))
+                format!("{name}: {how}")
             })
             .collect()
     }
@@ -130,7 +115,7 @@ impl Race {
     fn race(&self, what: &str, commands: impl Fn() -> Vec<Command>) {
         let mut failures = Vec::new();
         for round in 0..ROUNDS {
-            copy_tree(&self.template, &self.out);
+            cp_a(&self.template, &self.out);
             let children: Vec<Child> = commands()
                 .iter_mut()
                 .map(|c| {
@@ -232,7 +217,7 @@ fn build() -> Option<Race> {
     }
 
     let template = st.tmp.path().join("template");
-    copy_tree(&out, &template);
+    cp_a(&out, &template);
     let before = snapshot(&out);
     let shifted_inode = std::fs::metadata(&shifted).unwrap().ino();
 
@@ -292,8 +277,8 @@ fn build() -> Option<Race> {
         Vec::<String>::new(),
         "a second fixup changed files"
     );
-    copy_tree(&race.template, &race.out);
-    copy_tree(&race.template, &race.out);
+    cp_a(&race.template, &race.out);
+    cp_a(&race.template, &race.out);
     let o = run(&mut race.stamp(&race.stampable()));
     assert!(o.status.success(), "stamp alone: {o:?}");
     // (Only the read-only program, when not root, is left for this to stamp.)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::{
     all_absolute, compare_with_loader, have, loader_paths, paths, readelf_needed, run, run_program,
-    stamp, strip_variants, tree_json, Cc, Compared, Store,
+    s, stamp, strip_variants, tree_json, Cc, Compared, Store,
 };
 use serde_json::Value;
 
@@ -56,10 +56,6 @@ impl Fixtures {
 fn rpath_link(dirs: &[&Path]) -> String {
     let joined: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     format!("-Wl,-rpath-link,{}", joined.join(":"))
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 fn build() -> Fixtures {

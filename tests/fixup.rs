@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    all_absolute, differences, have, ld_so_list, loader_paths, mtimes, readelf_needed, run,
-    snapshot, Cc, Entry, Store, LOADER,
+    all_absolute, cp_a, differences, have, ld_so_list, loader_paths, mtimes, readelf_needed, run,
+    s, snapshot, Cc, Entry, Store, LOADER,
 };
 use serde_json::Value;
 
@@ -70,10 +70,6 @@ impl Built {
             .map(|(r, _)| r.as_str())
             .collect()
     }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 fn set_mode(p: &Path, mode: u32) {
@@ -293,12 +289,6 @@ fn run_program(p: &Path, args: &[String]) -> (Option<i32>, String) {
     )
 }
 
-/// `cp -a SRC DST`.
-fn cp_a(src: &Path, dst: &Path) {
-    let o = run(Command::new("cp").arg("-a").arg(src).arg(dst));
-    assert!(o.status.success(), "cp -a: {o:?}");
-}
-
 /// The report's files by path relative to `out`.
 fn report_files(report: &Value, out: &Path) -> BTreeMap<String, Value> {
     assert_eq!(report["version"], 1, "{report:#}");
@@ -367,7 +357,6 @@ fn expected_summary(b: &Built, again: bool) -> String {
     format!("shrinkwrap: stamped {new} {files} ({old} already stamped; {skipped} skipped{reasons}; {failed} failed)")
 }
 
-/// The file name of a path.
 #[test]
 fn fixup_stamps_a_whole_tree() {
     let b = build(Variant::Full);

@@ -19,7 +19,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{differences, have, ld_so_list, run, shrinkwrap, Entry, Store, LOADER, SYSTEM_ROOTS};
+use common::{
+    cp_a, differences, have, ld_so_list, run, s, shrinkwrap, Entry, Store, LOADER, SYSTEM_ROOTS,
+};
 
 /// glibc's parts that go into the glibc input (and into one output, as its own copy).
 /// Other parts of glibc: never copied into an output as an ordinary library (stamping one
@@ -63,10 +65,6 @@ struct Layout {
     /// Programs to run with `--version`.
     runnable: Vec<PathBuf>,
     pristine: PathBuf,
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 fn soname_of(file: &Path) -> Option<String> {
@@ -278,11 +276,6 @@ fn build() -> Option<Layout> {
         runnable,
         pristine,
     })
-}
-
-fn cp_a(src: &Path, dst: &Path) {
-    let o = run(Command::new("cp").arg("-a").arg(src).arg(dst));
-    assert!(o.status.success(), "cp -a: {o:?}");
 }
 
 impl Layout {

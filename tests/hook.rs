@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{have, readelf_needed, run, Cc, Store};
+use common::{have, readelf_needed, run, s, Cc, Store};
 
 /// The one bare DT_NEEDED a stamped library (which names no interpreter) may keep.
 const LOADER_SONAME: &str = "ld-linux-x86-64.so.2";
@@ -44,10 +44,6 @@ const APP_P: &str =
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// A single-quoted shell word.

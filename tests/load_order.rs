@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{
     have, have_loader, loader_paths, readelf_needed, run, run_program, Cc, Store, LOADER,
@@ -151,9 +150,6 @@ fn a_second_fixup_of_programs_and_their_libraries_writes_nothing() {
     assert!(once == twice, "a second run changed the files");
 
     // `tree` of the stamped program agrees with the loader too.
-    let out = run(Command::new(env!("CARGO_BIN_EXE_shrinkwrap"))
-        .args(["tree", "--json"])
-        .arg(&f.prog));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = common::tree_json(&[&f.prog], &[], 0);
     assert_eq!(common::paths(&doc["files"][0]), order);
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{all_absolute, have, loader_paths, lookups, readelf_needed, run};
+use common::{all_absolute, have, loader_paths, lookups, readelf_needed, run, s};
 
 const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -50,10 +50,6 @@ fn nix_store(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// The direct runtime references Nix registered for a store path.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    all_absolute, exporting, first_load, have, paths, run, section_size, stamp, tree_json, Cc,
+    all_absolute, exporting, first_load, have, paths, run, s, section_size, stamp, tree_json, Cc,
     Store,
 };
 use serde_json::Value;
@@ -86,10 +86,6 @@ enum Interp {
     InSysroot,
     /// The toolchain's default, `/lib/<loader>`: absent on this host.
     Default,
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// Runs `program` under qemu-user with the cross sysroot as prefix; (exit code, stdout,

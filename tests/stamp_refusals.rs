@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    all_absolute, have, readelf_needed, run, run_program, shrinkwrap, stamp, tree_json, Cc, Store,
+    all_absolute, have, readelf_needed, run, run_program, s, shrinkwrap, stamp, tree_json, Cc,
+    Store,
 };
 use serde_json::Value;
 
@@ -20,10 +21,6 @@ const MID: &str = "int base(void);\nint mid(void) { return base() + 2; }\n";
 const APP: &str =
     "#include <stdio.h>\nint mid(void);\nint main(void) { printf(\"%d\\n\", mid()); return 0; }\n";
 const HELLO: &str = "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n";
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 /// `-Wl,-rpath-link` for `dirs`, so `ld` can check indirect dependencies at link time.
 fn rpath_link(dirs: &[&Path]) -> String {

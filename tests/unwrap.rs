@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{exporting, have, have_loader, ld_so_list, run, Cc, Store, LOADER};
+use common::{exporting, have, have_loader, ld_so_list, run, sw, Cc, Store, LOADER};
 
 /// It calls into libc, so it has a DT_NEEDED to stamp.
 const FOO: &str = "#include <unistd.h>\nint foo(void) { return getpid() > 0 ? 41 : 0; }\n";
@@ -53,15 +53,6 @@ fn build() -> Fixture {
         files: vec![pie, nonpie, libfoo],
         alt,
     }
-}
-
-fn sw(args: &[&str], file: &Path) -> (i32, String, String) {
-    let o = run(common::shrinkwrap().args(args).arg(file));
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// The program's exit code with `LD_LIBRARY_PATH` set to `dir`.

@@ -338,14 +338,40 @@ pub fn loader_paths(interp: &str, file: &Path) -> Result<Vec<String>, String> {
     Ok(l.paths.iter().map(|p| portable_path(p)).collect())
 }
 
-/// Runs `shrinkwrap stamp ARGS... FILE`; returns (exit code, stdout, stderr).
-pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = run(shrinkwrap().arg("stamp").args(args).arg(file));
+/// Runs `shrinkwrap ARGS... FILE`; returns (exit code, stdout, stderr).
+pub fn sw(args: &[&str], file: &Path) -> (i32, String, String) {
+    let out = run(shrinkwrap().args(args).arg(file));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `shrinkwrap stamp ARGS... FILE`; returns (exit code, stdout, stderr).
+pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
+    let all: Vec<&str> = std::iter::once("stamp")
+        .chain(args.iter().copied())
+        .collect();
+    sw(&all, file)
+}
+
+/// A path as text, for command lines and messages.
+pub fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// `rm -rf DST; cp -a SRC DST`: DST becomes a copy of SRC, never a copy inside an old DST.
+pub fn cp_a(src: &Path, dst: &Path) {
+    if let Ok(meta) = std::fs::symlink_metadata(dst) {
+        if meta.is_dir() {
+            std::fs::remove_dir_all(dst).unwrap();
+        } else {
+            std::fs::remove_file(dst).unwrap();
+        }
+    }
+    let o = run(Command::new("cp").arg("-a").arg(src).arg(dst));
+    assert!(o.status.success(), "cp -a: {o:?}");
 }
 
 /// Runs a program with an empty environment; (exit code, stdout).
