@@ -49,7 +49,6 @@ pub(super) fn build(
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
-    verify::input(file, ef)?;
 
     // 1. The new string table: old bytes unchanged, new strings appended once each (the
     // record follows them, last).

@@ -162,6 +162,8 @@ fn write_plan(
     ef: &ElfFile,
     needed: &[String],
 ) -> Result<Outcome, WriteError> {
+    // Both layouts place their bytes by these headers: they must keep the loader's rules.
+    verify::input(file, ef)?;
     // The in-place layout, unless shifting a non-PIE executable grows it less.
     let stamp = inplace::build(file, ef, needed);
     let in_place_growth = stamp

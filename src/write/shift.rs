@@ -31,7 +31,7 @@ use super::tables::{
 use super::WriteError;
 use crate::elf::encode::encode_addr;
 use crate::elf::stamped::{symtab_values, Record};
-use crate::elf::{read_elf_file, vaddr_to_offset, ElfFile, Source};
+use crate::elf::{vaddr_to_offset, ElfFile, Source};
 
 /// Lowest address a segment may start at (Linux's default `vm.mmap_min_addr`).
 const MIN_ADDR: u64 = 0x10000;
@@ -90,7 +90,6 @@ pub fn build(
     if hdr.e_type != header::ET_EXEC || ef.shdrs.is_empty() || ef.dynamic.is_empty() {
         return Ok(None);
     }
-    super::verify::input(file, ef)?;
     let loads: Vec<&ProgramHeader> = ef
         .phdrs
         .iter()
@@ -374,13 +373,15 @@ pub fn write(
     needed: &[String],
 ) -> Result<(), WriteError> {
     replace_file(path, file, &stamp.rewrite(), |new| {
-        let ef = read_elf_file(new)?;
-        if ef.info.needed != needed || Record::find(&ef.dynstr).is_none() {
-            return Err(WriteError::Unsupported(
+        // Read back strictly (planned DT_NEEDED, PT_INTERP, the loader's rules), and with
+        // our record in it.
+        let ef = super::verify::output(new, stamp.interpreter.as_deref(), needed, None)?;
+        match Record::find(&ef.dynstr) {
+            Some(_) => Ok(()),
+            None => Err(WriteError::Unsupported(
                 "the rewritten file did not read back as planned; left unchanged".into(),
-            ));
+            )),
         }
-        super::verify::output(new, stamp.interpreter.as_deref(), needed, None)
     })
     .map(drop)
 }

@@ -62,7 +62,7 @@ pub fn output(
     interpreter: Option<&str>,
     needed: &[String],
     new_segment: Option<u64>,
-) -> Result<(), WriteError> {
+) -> Result<ElfFile, WriteError> {
     let fail = |why: String| {
         WriteError::Unsupported(format!(
             "the stamped headers would break a loader rule ({why}); nothing was written"
@@ -84,7 +84,7 @@ pub fn output(
     if let Some(off) = new_segment {
         own_segment(&ef, off).map_err(fail)?;
     }
-    Ok(())
+    Ok(ef)
 }
 
 /// The segment the stamp added is the highest in memory, starts on a page of its own, and its
