@@ -11,6 +11,7 @@ mod read;
 pub mod stamped;
 
 pub use error::ElfError;
+pub(crate) use read::MAX_INTERP;
 pub use read::{
     read_elf, read_elf_file, read_elf_from, read_elf_source, vaddr_to_offset, ElfFile, Source,
 };

@@ -14,7 +14,7 @@ use scroll::Pread;
 use super::{Class, ElfError, ElfInfo, Endian, Kind, VersionNeed, DF_1_PIE};
 
 /// Longest PT_INTERP we accept; anything longer is corrupt (PATH_MAX is 4096).
-const MAX_INTERP: u64 = 4096;
+pub(crate) const MAX_INTERP: u64 = 4096;
 
 /// Reads the dynamic-linking facts of the ELF file at `path`.
 pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {

@@ -23,7 +23,7 @@ use super::{shift, verify, WriteError};
 
 /// Alignment of the new segment in the file (`elf::stamped` looks for a killed run's tail at
 /// it).
-pub(super) const FILE_ALIGN: u64 = record::SEGMENT_FILE_ALIGN;
+const FILE_ALIGN: u64 = record::SEGMENT_FILE_ALIGN;
 /// The ELF header + program header region we are willing to rewrite in one write.
 const MAX_HEAD: u64 = 1 << 20;
 
@@ -548,24 +548,24 @@ fn room_after_phdrs(
         if cursor < need_end {
             return no_room("the program header table is not followed by .interp or notes");
         }
-    } else {
-        // Bytes no section claims are free (patchelf leaves such gaps); everything that is
-        // claimed must move.
-        let overlaps = |a: u64, b: u64| a < need_end && b > ph_end;
-        if ef.shdrs.iter().any(|s| {
-            let (a, b) = (s.sh_offset, s.sh_offset.saturating_add(s.sh_size));
-            s.sh_type != sh::SHT_NOBITS && s.sh_size > 0 && overlaps(a, b) && !inside_taken(a, b)
-        }) {
-            return no_room("a section that cannot move follows the program header table");
-        }
+    }
+    // A non-empty range in the room that is not among the moved (or replaced) bytes: in the way.
+    let blocks = |a: u64, len: u64| {
+        let b = a.saturating_add(len);
+        len > 0 && a < need_end && b > ph_end && !inside_taken(a, b)
+    };
+    // With section headers, bytes no section claims are free (patchelf leaves such gaps);
+    // everything that is claimed must move.
+    if ef
+        .shdrs
+        .iter()
+        .any(|s| s.sh_type != sh::SHT_NOBITS && blocks(s.sh_offset, s.sh_size))
+    {
+        return no_room("a section that cannot move follows the program header table");
     }
     if ef.phdrs.iter().any(|p| {
-        let (a, b) = (p.p_offset, p.p_offset.saturating_add(p.p_filesz));
         !matches!(p.p_type, ph::PT_LOAD | ph::PT_PHDR | ph::PT_DYNAMIC)
-            && p.p_filesz > 0
-            && a < need_end
-            && b > ph_end
-            && !inside_taken(a, b)
+            && blocks(p.p_offset, p.p_filesz)
     }) {
         return no_room("a segment that cannot move follows the program header table");
     }

@@ -29,8 +29,6 @@ pub const PAGE: u64 = 0x1000;
 /// The largest `p_align` accepted: 1 GiB, the largest huge page. More only pushes the new
 /// segment (aligned like the others) absurdly far.
 const MAX_ALIGN: u64 = 1 << 30;
-/// PT_INTERP longer than PATH_MAX is refused by the kernel.
-const MAX_INTERP: u64 = 4096;
 
 /// Dynamic tags whose value is the address of a table the loader reads.
 const TABLE_TAGS: &[(u64, &str)] = &[
@@ -231,7 +229,7 @@ fn rules(file: &dyn Source, ef: &ElfFile) -> Result<(), String> {
             }
             ph::PT_INTERP => {
                 count[1] += 1;
-                if p.p_filesz < 2 || p.p_filesz > MAX_INTERP {
+                if p.p_filesz < 2 || p.p_filesz > crate::elf::MAX_INTERP {
                     return Err(format!("{n} is {:#x} bytes long", p.p_filesz));
                 }
                 let mut last = [0u8; 1];
