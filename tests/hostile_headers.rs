@@ -18,7 +18,9 @@ use std::process::Command;
 
 use common::{have, ld_so_list, run, shrinkwrap, Cc, Store, LOADER};
 
-const LIB: &str = "int fz(void) { return 7; }\n";
+/// The library calls into libc so it has a DT_NEEDED to stamp (a library with none is left
+/// as it is, and its mutants would prove nothing about the writer).
+const LIB: &str = "#include <unistd.h>\nint fz(void) { return getpid() > 0 ? 7 : 0; }\n";
 const PROG: &str =
     "#include <stdio.h>\nint fz(void);\nint main(void) { printf(\"%d\\n\", fz()); return 0; }\n";
 /// Seconds any one program (the loader, a mutant, shrinkwrap) may take: a hang is a failure.
@@ -337,8 +339,12 @@ enum Verdict {
     LoaderRefused,
     /// The loader accepts it; shrinkwrap refused it cleanly.
     Refused,
-    /// The loader accepts it; shrinkwrap stamped it and the loader accepts the result.
+    /// The loader accepts it; shrinkwrap stamped it (the bytes and the DT_NEEDED list changed)
+    /// and the loader accepts the result.
     Stamped,
+    /// The loader accepts it; shrinkwrap exited 0 but wrote nothing or left the DT_NEEDED list
+    /// as it was: the result still loads the same.
+    Unchanged,
 }
 
 /// Runs one mutant through the contract; `Err` describes a broken promise.
@@ -347,6 +353,7 @@ fn check(fx: &Fixtures, subject: usize, bytes: &[u8]) -> Result<Verdict, String>
     std::fs::write(file, bytes).unwrap();
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = loader_view(fx, file, *is_lib);
+    let needed_before = common::readelf_needed(file);
     let store = fx.st.store.display().to_string();
     let (code, _, stderr) = timed(
         shrinkwrap()
@@ -395,6 +402,11 @@ fn check(fx: &Fixtures, subject: usize, bytes: &[u8]) -> Result<Verdict, String>
             "stamped into a file that loads differently:\n  before {before:?}\n  after  {after:?}"
         ));
     }
+    // Exit 0 alone is not a stamp: the file must have been rewritten with other DT_NEEDED
+    // entries (the absolute paths), or a run that did nothing would count.
+    if after_bytes == bytes || common::readelf_needed(file) == needed_before {
+        return Ok(Verdict::Unchanged);
+    }
     Ok(Verdict::Stamped)
 }
 
@@ -405,6 +417,7 @@ struct Tally {
     loader_refused: usize,
     refused: usize,
     stamped: usize,
+    unchanged: usize,
     bad: Vec<String>,
 }
 
@@ -416,6 +429,7 @@ impl Tally {
             Ok(Verdict::LoaderRefused) => self.loader_refused += 1,
             Ok(Verdict::Refused) => self.refused += 1,
             Ok(Verdict::Stamped) => self.stamped += 1,
+            Ok(Verdict::Unchanged) => self.unchanged += 1,
             Err(e) => {
                 let what: Vec<&str> = ms.iter().map(|m| m.what.as_str()).collect();
                 self.bad.push(format!("{name}: {}: {e}", what.join(", ")));
@@ -425,12 +439,13 @@ impl Tally {
 
     fn summary(&self) -> String {
         format!(
-            "{} mutants: {} refused by the loader, {} loader-accepted ({} refused by shrinkwrap, {} stamped), {} bad",
+            "{} mutants: {} refused by the loader, {} loader-accepted ({} refused by shrinkwrap, {} stamped, {} left unchanged with exit 0), {} bad",
             self.mutants,
             self.loader_refused,
-            self.refused + self.stamped + self.bad.len(),
+            self.refused + self.stamped + self.unchanged + self.bad.len(),
             self.refused,
             self.stamped,
+            self.unchanged,
             self.bad.len()
         )
     }
