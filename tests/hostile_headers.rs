@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, ld_so_list, run, shrinkwrap, Cc, Store, LOADER};
+use common::{have, run, shrinkwrap, Cc, Store, LOADER};
 
 /// The library calls into libc so it has a DT_NEEDED to stamp (a library with none is left
 /// as it is, and its mutants would prove nothing about the writer).
@@ -283,7 +283,8 @@ fn fixtures() -> Fixtures {
     }
 }
 
-/// Runs `cmd` under `timeout`; (exit code, stdout, stderr), exit 124 on a hang.
+/// Runs `cmd` under `timeout -s KILL`; (exit code, stdout, stderr). A hang is exit 137 (the
+/// KILL signal's 128 + 9: `timeout` returns 124 only when the command dies of its TERM).
 fn timed(cmd: &mut Command) -> (i32, String, String) {
     let mut t = Command::new("timeout");
     t.args(["-s", "KILL", TIMEOUT]).arg(cmd.get_program());
@@ -309,7 +310,19 @@ fn timed(cmd: &mut Command) -> (i32, String, String) {
 /// (or, for the library, the consumer that loads it) prints. `Err` when it does not load, does
 /// not find a library, or does not print what the fixture prints.
 fn loader_view(fx: &Fixtures, file: &Path, is_lib: bool) -> Result<Vec<String>, String> {
-    let list = ld_so_list(LOADER, file)?;
+    // The loader in trace mode (what `common::ld_so_list` runs), under the same timeout.
+    let (code, stdout, stderr) = timed(
+        Command::new(LOADER)
+            .arg(file)
+            .env("LD_TRACE_LOADED_OBJECTS", "1"),
+    );
+    if hung(code) {
+        return Err(format!("the loader hung or was killed (exit {code})"));
+    }
+    if code != 0 {
+        return Err(stderr.trim().to_string());
+    }
+    let list = common::parse_ld_so_list(&stdout);
     if !list.missing.is_empty() {
         return Err(format!("not found: {:?}", list.missing));
     }
@@ -330,6 +343,12 @@ fn loader_view(fx: &Fixtures, file: &Path, is_lib: bool) -> Result<Vec<String>, 
         return Err(format!("run: exit {code}, {stdout:?} {}", stderr.trim()));
     }
     Ok(list.paths)
+}
+
+/// Whether a [`timed`] run hung or was killed: `timeout -s KILL` exits 137, plain `timeout`
+/// 124, and -1 is a death by signal `timeout` did not report.
+fn hung(code: i32) -> bool {
+    matches!(code, 124 | 137 | -1)
 }
 
 /// What happened to one mutant.
@@ -360,7 +379,7 @@ fn check(fx: &Fixtures, subject: usize, bytes: &[u8]) -> Result<Verdict, String>
             .args(["stamp", "--store-dir", &store])
             .arg(file),
     );
-    if code == 124 || code == -1 {
+    if hung(code) {
         return Err(format!("shrinkwrap hung or was killed (exit {code})"));
     }
     if stderr.contains("panicked") || code == 101 {
@@ -591,7 +610,9 @@ fn random_mutants_short() {
     fuzz(120, 9);
 }
 
-/// The long run: `SHRINKWRAP_FUZZ=7500 cargo test --release --test hostile_headers -- --ignored`.
+/// The long run: `SHRINKWRAP_FUZZ=7500 cargo test --test hostile_headers -- --ignored`
+/// (a debug build on purpose: its overflow checks turn arithmetic on hostile fields into
+/// panics this test reports).
 #[test]
 #[ignore]
 fn random_mutants_long() {
