@@ -52,7 +52,15 @@ def is_file(path):
     return os.path.isfile(path) and not os.path.islink(path)
 
 
-def run_each(commands, workers=2):
-    """Runs every command (an argv list), `workers` at a time, output discarded."""
+def run_each(commands, workers=2, check=True):
+    """Runs every command (an argv list), `workers` at a time, output discarded. With `check`,
+    any that fails stops the benchmark (a failed step would be measured as done); without,
+    returns how many failed."""
     with cf.ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda c: subprocess.run(c, capture_output=True), commands))
+        done = list(pool.map(lambda c: (c, subprocess.run(c, capture_output=True)), commands))
+    failed = [(c, r) for c, r in done if r.returncode != 0]
+    if check and failed:
+        c, r = failed[0]
+        raise SystemExit(f"{len(failed)} commands failed, e.g. {' '.join(map(str, c))}: "
+                         f"{r.stderr.decode(errors='replace').strip()}")
+    return len(failed)
