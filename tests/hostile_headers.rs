@@ -482,13 +482,23 @@ fn tools_present() -> bool {
 fn sanity(fx: &Fixtures) {
     assert!(loader_view(fx, &fx.lib, true).is_ok());
     for i in 0..fx.subjects.len() {
-        let good = fx.subjects[i].1.clone();
+        let (name, good, file, _) = &fx.subjects[i];
+        std::fs::write(file, good).unwrap();
+        let load_before = common::first_load(file).0;
         assert_eq!(
-            check(fx, i, &good),
+            check(fx, i, &good.clone()),
             Ok(Verdict::Stamped),
-            "{} unmutated",
-            fx.subjects[i].0
+            "{name} unmutated"
         );
+        // The subject meant to reach the shifted layout does: its first PT_LOAD moved down to
+        // make room for the new `.dynstr` in front of the old headers.
+        if *name == "shifted" {
+            let load_after = common::first_load(file).0;
+            assert!(
+                load_after < load_before,
+                "shifted unmutated: stamped in place (first PT_LOAD {load_after:#x}, was {load_before:#x})"
+            );
+        }
     }
 }
 

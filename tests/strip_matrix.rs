@@ -131,6 +131,9 @@ struct Input {
     name: String,
     path: PathBuf,
     library: bool,
+    /// The layout stamping must take: shifted (`Some(true)`), in place (`Some(false)`), or
+    /// either (`None`: not one of the layout cases).
+    shifted: Option<bool>,
 }
 
 /// The tool steps a stamped file goes through, by name.
@@ -365,6 +368,11 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
             name: format!("{kind} fresh"),
             path: fresh,
             library: *library,
+            shifted: match *kind {
+                "nonpie" => Some(true),
+                "nonpie-small" => Some(false),
+                _ => None,
+            },
         });
         for (gen, pe) in [("0.14", pe14), ("0.19", pe19)] {
             let Some(pe) = pe else { continue };
@@ -378,6 +386,7 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
                 name: format!("{kind} patchelf-{gen} --set-rpath"),
                 path: rp,
                 library: *library,
+                shifted: None,
             });
             if *library {
                 continue;
@@ -412,6 +421,7 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
                     name: format!("{kind} patchelf-{gen} {what}"),
                     path: it,
                     library: *library,
+                    shifted: None,
                 });
             }
         }
@@ -448,6 +458,7 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
     let tools = tools(pe19, pe14);
     let mut fates: Vec<(String, &str, Fate)> = Vec::new();
     let mut stamped_count = 0;
+    let (mut layouts_checked, mut wrong_layout) = (0, Vec::<String>::new());
     for input in &inputs {
         let before = observe(&input.path, &consumer, input.library)
             .unwrap_or_else(|e| panic!("{}: unstamped input does not work: {e}", input.name));
@@ -462,6 +473,17 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
             continue;
         }
         stamped_count += 1;
+        if let Some(want) = input.shifted {
+            layouts_checked += 1;
+            if shifted(&stamped) != want {
+                wrong_layout.push(format!(
+                    "{}: {} layout, meant to be {}",
+                    input.name,
+                    if want { "in-place" } else { "shifted" },
+                    if want { "shifted" } else { "in-place" }
+                ));
+            }
+        }
         let seen = observe(&stamped, &consumer, input.library);
         if seen.as_ref() != Ok(&before) {
             let why = format!("stamping changed what loads or prints: {seen:?}, was {before:?}");
@@ -542,6 +564,22 @@ fn stamped_files_survive_strip_objcopy_and_patchelf() {
         .map(|(i, t, f)| format!("{i} | {t}: {}", f.describe()))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Both layouts were reached: the exporting non-PIE program shifted, the small one in
+    // place (else the matrix tests one writer path only).
+    assert_eq!(
+        layouts_checked, 2,
+        "the two layout cases were not both stamped"
+    );
+    assert!(wrong_layout.is_empty(), "{}", wrong_layout.join("\n"));
+    // patchelf 0.14.3 runs only on shifted non-PIE programs: at least one such run happened.
+    let pe14_runs = fates
+        .iter()
+        .filter(|(_, t, _)| *t == "patchelf-0.14 --add-needed")
+        .count();
+    assert!(
+        pe14.is_none() || pe14_runs > 0,
+        "patchelf 0.14 is installed but ran on no shifted program"
+    );
     // patchelf 0.19's three-run interpreter round trip leaves a segment holding nothing, which
     // strip breaks unstamped; stamped, it must have been dropped.
     assert!(
