@@ -532,11 +532,18 @@ fn fixup_on_a_store_tree_keeps_what_loads_and_is_idempotent() {
 
     // Inputs stamped first (a whole package set): the outputs' bytes are those of one run
     // on the original inputs, and still list as before.
+    let inputs_before = snapshot(&t.inputs);
     let o = run(&mut t.fixup_cmd(&t.inputs, "2"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "fixup of the inputs: {err}");
+    // The inputs really were stamped, or this would be the first case over again.
     assert!(
-        o.status.success(),
-        "fixup of the inputs: {}",
-        String::from_utf8_lossy(&o.stderr)
+        !differences(&inputs_before, &snapshot(&t.inputs)).is_empty(),
+        "fixup of the inputs changed nothing: {err}"
+    );
+    assert!(
+        !err.contains("stamped 0 files"),
+        "fixup of the inputs stamped nothing: {err}"
     );
     t.reset();
     t.fixup("2");
