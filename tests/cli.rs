@@ -253,10 +253,16 @@ fn commands_not_implemented_yet_say_so_with_exit_2() {
     // The implemented ones no longer say so in --help.
     let help = run(shrinkwrap().arg("--help"));
     let help = String::from_utf8_lossy(&help.stdout);
-    for line in help.lines().filter(|l| {
-        let l = l.trim_start();
-        l.starts_with("check") || l.starts_with("unwrap")
-    }) {
+    let lines: Vec<&str> = help
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("check") || l.starts_with("unwrap")
+        })
+        .collect();
+    // Both commands are listed (else the loop below would check nothing).
+    assert_eq!(lines.len(), 2, "check and unwrap lines in --help: {help}");
+    for line in lines {
         assert!(!line.contains("not implemented"), "{line}");
     }
 }
