@@ -105,14 +105,7 @@ pub(super) fn build(
         .iter()
         .filter(|p| p.p_type == ph::PT_LOAD)
         .collect();
-    // Like the kernel, count only alignments that are powers of two, and at least a page.
-    let max_align = loads
-        .iter()
-        .map(|p| p.p_align)
-        .filter(|a| a.is_power_of_two())
-        .max()
-        .unwrap_or(1)
-        .max(verify::PAGE);
+    let max_align = verify::max_load_align(&ef.phdrs);
     let max_end = loads
         .iter()
         .map(|p| p.p_vaddr.saturating_add(p.p_memsz))

@@ -98,13 +98,10 @@ pub fn build(
     let Some(first) = loads.iter().copied().min_by_key(|p| p.p_vaddr) else {
         return Ok(None);
     };
-    let unit = loads
-        .iter()
-        .map(|p| p.p_align)
-        .max()
-        .unwrap_or(0)
-        .max(0x1000);
-    if first.p_offset != 0 || unit > MAX_UNIT || !unit.is_power_of_two() {
+    // Whole units of the largest alignment go in (the input's alignments are powers of two:
+    // `verify::input` has run).
+    let unit = super::verify::max_load_align(&ef.phdrs);
+    if first.p_offset != 0 || unit > MAX_UNIT {
         return Ok(None);
     }
 

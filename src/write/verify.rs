@@ -85,6 +85,19 @@ pub fn output(
     Ok(ef)
 }
 
+/// The largest alignment of the PT_LOADs, counting, like the kernel, only powers of two, and
+/// at least a page: what a new segment's address must be congruent to its offset modulo.
+pub fn max_load_align(phdrs: &[ProgramHeader]) -> u64 {
+    phdrs
+        .iter()
+        .filter(|p| p.p_type == ph::PT_LOAD)
+        .map(|p| p.p_align)
+        .filter(|a| a.is_power_of_two())
+        .max()
+        .unwrap_or(PAGE)
+        .max(PAGE)
+}
+
 /// The segment the stamp added is the highest in memory, starts on a page of its own, and its
 /// address is congruent to its offset modulo the largest alignment of the others.
 fn own_segment(ef: &ElfFile, off: u64) -> Result<(), String> {
@@ -110,13 +123,7 @@ fn own_segment(ef: &ElfFile, off: u64) -> Result<(), String> {
             ));
         }
     }
-    let max_align = loads
-        .iter()
-        .map(|p| p.p_align)
-        .filter(|a| a.is_power_of_two())
-        .max()
-        .unwrap_or(PAGE)
-        .max(PAGE);
+    let max_align = max_load_align(&ef.phdrs);
     if align < max_align.min(MAX_ALIGN) {
         return Err(format!(
             "the new segment is aligned to {align:#x}, less than the others' {max_align:#x}"
