@@ -159,7 +159,7 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Lays `patches` (bytes at file offsets) over `buf`, which holds the bytes at `at`.
-pub fn overlay(buf: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
+fn overlay(buf: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
     let end = at + buf.len() as u64;
     for (off, bytes) in patches {
         let p_end = off + bytes.len() as u64;
@@ -323,7 +323,7 @@ pub fn is_temp_name(name: &str) -> bool {
 /// What a shifted file's own bytes say about the original's, beyond the record: the section
 /// header table (the inverse of the shifted layout's move of each section, `.dynstr` cut back to the insertion point)
 /// and the `.symtab` values that moved, as patches at original offsets.
-pub fn computed_original(
+fn computed_original(
     file: &dyn Source,
     ef: &ElfFile,
     at: u64,
