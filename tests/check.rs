@@ -6,8 +6,9 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 
-use common::{have, run, s, sw, Cc, Store};
+use common::{have, readelf_needed, run, s, sw, Cc, Store};
 
 const BAR: &str = "int bar(void) { return 1; }\n";
 const FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
@@ -60,10 +61,22 @@ fn stamped() -> Option<Fixture> {
 
 #[test]
 fn a_stamped_file_checks_and_an_unstamped_one_is_said_so() {
+    if !have("readelf") {
+        return;
+    }
     let Some(f) = stamped() else { return };
+    // The stamped entries: every absolute DT_NEEDED (the loader's own bare name aside).
+    let n = readelf_needed(&f.prog)
+        .iter()
+        .filter(|n| n.starts_with('/'))
+        .count();
+    assert!(n >= 2, "{:?}", readelf_needed(&f.prog));
     let (code, out, err) = sw(&["check"], &f.prog);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("ok"), "{out}");
+    assert_eq!(
+        out,
+        format!("{}: ok, {n} stamped entries hold\n", s(&f.prog))
+    );
     assert_eq!(err, "");
 
     let (code, out, _) = sw(&["check"], &f.libbar);
@@ -72,6 +85,48 @@ fn a_stamped_file_checks_and_an_unstamped_one_is_said_so() {
     let (code, _, err) = sw(&["check", "--require-stamped"], &f.libbar);
     assert_eq!(code, 1);
     assert!(err.contains("not stamped"), "{err}");
+}
+
+#[test]
+fn a_stamped_file_stripped_afterwards_is_named() {
+    if !have("strip") {
+        return;
+    }
+    let Some(f) = stamped() else { return };
+    let o = run(Command::new("strip").arg(&f.prog));
+    assert!(o.status.success(), "strip: {o:?}");
+    let (code, out, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("shrinkwrap: {}: ", s(&f.prog)))
+            && err.contains("changed after it was stamped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_library_of_another_elf_class_is_named() {
+    // The cross compiler the other architecture tests use (tests/elf_classes.rs).
+    const I686_GCC: &str = "i686-linux-gnu-gcc";
+    if !have(I686_GCC) {
+        return;
+    }
+    let Some(f) = stamped() else { return };
+    // libbar's file replaced by an i686 build with the same soname.
+    Cc::new(I686_GCC, BAR, &f.libbar)
+        .shared(Some("libbar.so.1"))
+        .build();
+    let (code, _, err) = sw(&["check"], &f.prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!(
+            "shrinkwrap: {}: {}: ",
+            s(&f.prog),
+            s(&f.libbar)
+        )) && l.contains("wrong ELF class or machine")),
+        "{err}"
+    );
 }
 
 #[test]
