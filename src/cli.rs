@@ -28,8 +28,9 @@ pub enum Command {
     /// Undo a stamp: put back the file as it was before stamping (DT_NEEDED names, order,
     /// vn_file), so LD_LIBRARY_PATH and similar swaps work on it again.
     Unwrap(UnwrapArgs),
-    /// Explain, step by step, how one library name is searched for (not implemented yet).
-    Explain(Pending),
+    /// Count the file-system calls the loader makes to load FILE's libraries, from its rules:
+    /// per library and in total, unstamped and stamped.
+    Explain(ExplainArgs),
 }
 
 /// Options that decide how libraries are found. Shared by every command that resolves.
@@ -152,9 +153,22 @@ pub struct UnwrapArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Arguments of a command that is not implemented yet: accepted, so the CLI's shape is stable.
+/// Arguments of `explain`.
 #[derive(Args, Debug)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+pub struct ExplainArgs {
+    /// ELF executables or shared libraries (read only).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print JSON (format documented in the README) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also start each program under strace (stopped before its own code runs) and print the
+    /// calls counted there; the stamped (or unstamped) other state is measured on a temporary
+    /// copy beside the file. Executables only.
+    #[arg(long)]
+    pub measure: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
 }

@@ -12,6 +12,7 @@ macro_rules! eprintln {
 }
 
 pub mod check;
+pub mod explain;
 pub mod fixup;
 pub mod stamp;
 pub mod tree;
@@ -43,12 +44,6 @@ impl Outcome {
             Outcome::Usage => ExitCode::from(2),
         }
     }
-}
-
-/// A command whose issue has not landed yet.
-pub fn pending(name: &str) -> Outcome {
-    eprintln!("shrinkwrap: `{name}` is not implemented yet");
-    Outcome::Usage
 }
 
 /// One line on stderr; see the `eprintln!` above.
@@ -110,6 +105,7 @@ pub fn resolve_options(args: &ResolveArgs) -> Options {
             .unwrap_or_else(StoreDir::from_env),
         tree: Default::default(),
         originals: false,
+        trace: false,
     }
 }
 

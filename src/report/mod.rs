@@ -2,6 +2,7 @@
 //! programs.
 
 pub mod check;
+pub mod explain;
 pub mod fixup;
 pub mod stamp;
 pub mod tree;

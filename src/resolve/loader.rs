@@ -24,6 +24,11 @@ pub struct LoaderConfig {
     pub cache: Arc<LdCache>,
     pub lib: String,
     pub platform: String,
+    /// The capability subdirectories the loader tries, in order, inside every search directory
+    /// before the directory itself (`glibc-hwcaps/x86-64-v3/`, and on glibc < 2.37 the legacy
+    /// `tls/x86_64/`-style ones), ending with `""`, the directory itself. They depend on the
+    /// CPU this runs on; a guessed loader has only `""`.
+    pub subdirs: Vec<String>,
     /// True when the loader could not be asked and this is an educated guess.
     pub guessed: bool,
     /// The loader's own ELF facts (it is the first loaded object). Where its file cannot be
@@ -43,13 +48,26 @@ impl LoaderConfig {
             .as_ref()
             .filter(|o| looks_like_glibc_loader(interpreter, &o.info))
             .and_then(|_| ask(interpreter));
-        let (system_dirs, cache_path, guessed) = match asked {
-            Some((dirs, cache)) => (dirs, cache, false),
+        let (help, guessed) = match asked {
+            Some(help) => (help, false),
             None => {
                 let (dirs, cache) = guess(interpreter, main);
-                (dirs, cache, true)
+                let subdirs = vec![String::new()];
+                (
+                    Help {
+                        dirs,
+                        cache,
+                        subdirs,
+                    },
+                    true,
+                )
             }
         };
+        let Help {
+            dirs: system_dirs,
+            cache: cache_path,
+            subdirs,
+        } = help;
         let cache = Arc::new(cache_path.as_deref().map(LdCache::load).unwrap_or_default());
         let object = object.unwrap_or_else(|| stand_in(interpreter, main));
         LoaderConfig {
@@ -59,6 +77,7 @@ impl LoaderConfig {
             system_dirs,
             cache_path,
             cache,
+            subdirs,
             guessed,
             object,
         }
@@ -101,8 +120,15 @@ fn looks_like_glibc_loader(path: &str, info: &ElfInfo) -> bool {
             || soname.starts_with("ld.so"))
 }
 
-/// Runs `interpreter --help` and reads the "Shared library search path:" section.
-fn ask(interpreter: &str) -> Option<(Vec<String>, Option<PathBuf>)> {
+/// What `ld.so --help` says about searching.
+struct Help {
+    dirs: Vec<String>,
+    cache: Option<PathBuf>,
+    subdirs: Vec<String>,
+}
+
+/// Runs `interpreter --help` and reads its search path and subdirectory sections.
+fn ask(interpreter: &str) -> Option<Help> {
     let out = Command::new(interpreter)
         .arg("--help")
         .env_clear()
@@ -116,22 +142,80 @@ fn ask(interpreter: &str) -> Option<(Vec<String>, Option<PathBuf>)> {
     parse_help(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn parse_help(text: &str) -> Option<(Vec<String>, Option<PathBuf>)> {
-    let mut lines = text
-        .lines()
-        .skip_while(|l| !l.starts_with("Shared library search path:"));
+/// The indented lines of the section of `text` headed by a line starting with `heading`.
+fn section<'a>(text: &'a str, heading: &str) -> Option<Vec<&'a str>> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with(heading));
     lines.next()?;
+    Some(
+        lines
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect(),
+    )
+}
+
+fn parse_help(text: &str) -> Option<Help> {
     let mut dirs = Vec::new();
     let mut cache = None;
-    for line in lines.take_while(|l| l.starts_with("  ")) {
-        let line = line.trim();
+    for line in section(text, "Shared library search path:")? {
         if let Some(rest) = line.strip_prefix("(libraries located via ") {
             cache = Some(PathBuf::from(rest.trim_end_matches(')')));
         } else if let Some(dir) = line.strip_suffix(" (system search path)") {
             dirs.push(format!("{}/", dir.trim_end_matches('/')));
         }
     }
-    Some((dirs, cache))
+    let first_word = |line: &str| line.split(' ').next().unwrap_or("").to_string();
+    let mut subdirs: Vec<String> = section(text, "Subdirectories of glibc-hwcaps directories")
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l.ends_with("searched)"))
+        .map(|l| format!("glibc-hwcaps/{}/", first_word(l)))
+        .collect();
+    let legacy = section(text, "Legacy HWCAP subdirectories").unwrap_or_default();
+    subdirs.extend(legacy_subdirs(&legacy, first_word));
+    subdirs.push(String::new());
+    Some(Help {
+        dirs,
+        cache,
+        subdirs,
+    })
+}
+
+/// glibc < 2.37's legacy subdirectories: every combination of the searched hardware
+/// capabilities, the platform and `tls`, largest first. Each path names its parts in reverse
+/// (`tls`, then the platform, then the capabilities, last one first); the combinations count
+/// down as a binary number whose highest bit is `tls` and lowest the first capability, which is
+/// how `ld.so` orders them (the same path can come twice: each is probed).
+fn legacy_subdirs(lines: &[&str], first_word: impl Fn(&str) -> String) -> Vec<String> {
+    let searched: Vec<&&str> = lines.iter().filter(|l| l.ends_with("searched)")).collect();
+    let mut parts: Vec<String> = searched
+        .iter()
+        .filter(|l| !l.contains("AT_PLATFORM") && first_word(l) != "tls")
+        .map(|l| first_word(l))
+        .collect();
+    parts.extend(
+        searched
+            .iter()
+            .filter(|l| l.contains("AT_PLATFORM"))
+            .map(|l| first_word(l)),
+    );
+    if searched.iter().any(|l| first_word(l) == "tls") {
+        parts.push("tls".into());
+    }
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    let n = parts.len();
+    (1..1u32 << n)
+        .rev()
+        .map(|set| {
+            (0..n)
+                .rev()
+                .filter(|&i| set & (1 << i) != 0)
+                .map(|i| format!("{}/", parts[i]))
+                .collect()
+        })
+        .collect()
 }
 
 /// Defaults for a loader that cannot be asked.
@@ -220,11 +304,49 @@ mod tests {
     #[test]
     fn reads_ld_so_help() {
         let text = "Usage...\n\nShared library search path:\n  (libraries located via /etc/ld.so.cache)\n  /lib/x86_64-linux-gnu (system search path)\n  /usr/lib (system search path)\n\nSubdirectories of glibc-hwcaps directories, in priority order:\n  x86-64-v4\n";
-        let (dirs, cache) = parse_help(text).unwrap();
+        let help = parse_help(text).unwrap();
+        let dirs = help.dirs;
         assert_eq!(dirs, vec!["/lib/x86_64-linux-gnu/", "/usr/lib/"]);
-        assert_eq!(cache.unwrap(), PathBuf::from("/etc/ld.so.cache"));
+        assert_eq!(help.cache.unwrap(), PathBuf::from("/etc/ld.so.cache"));
+        assert_eq!(help.subdirs, vec![""], "no level is marked searched");
         assert_eq!(lib_token(&dirs), "lib/x86_64-linux-gnu");
         assert_eq!(lib_token(&["/nix/store/abc-glibc/lib/".into()]), "lib");
         assert_eq!(lib_token(&["/lib64/".into()]), "lib64");
+    }
+
+    /// What glibc 2.36's `ld.so --help` prints on an x86-64-v4 machine, and the subdirectories
+    /// its loader was seen to probe there (under strace), in that order.
+    #[test]
+    fn reads_capability_subdirectories() {
+        let text = "Shared library search path:\n  /lib (system search path)\n\nSubdirectories of glibc-hwcaps directories, in priority order:\n  x86-64-v4 (supported, searched)\n  x86-64-v3 (supported, searched)\n  x86-64-v2 (supported, searched)\n  x86-64-v1 (supported)\n\nLegacy HWCAP subdirectories under library search path directories:\n  x86_64 (AT_PLATFORM; supported, searched)\n  tls (supported, searched)\n  avx512_1\n  x86_64 (supported, searched)\n";
+        let subdirs = parse_help(text).unwrap().subdirs;
+        let want = [
+            "glibc-hwcaps/x86-64-v4/",
+            "glibc-hwcaps/x86-64-v3/",
+            "glibc-hwcaps/x86-64-v2/",
+            "tls/x86_64/x86_64/",
+            "tls/x86_64/",
+            "tls/x86_64/",
+            "tls/",
+            "x86_64/x86_64/",
+            "x86_64/",
+            "x86_64/",
+            "",
+        ];
+        assert_eq!(subdirs, want);
+        // The order of the parts, where they differ: capabilities a, b; platform p.
+        let parts = [
+            "p (AT_PLATFORM; supported, searched)",
+            "tls (supported, searched)",
+            "a (supported, searched)",
+            "b (supported, searched)",
+        ];
+        let word = |l: &str| l.split(' ').next().unwrap().to_string();
+        let got = legacy_subdirs(&parts, word);
+        assert_eq!(got[0], "tls/p/b/a/");
+        assert_eq!(got[1], "tls/p/b/");
+        assert_eq!(got[2], "tls/p/a/");
+        assert_eq!(got.len(), 15);
+        assert_eq!(got[14], "a/");
     }
 }

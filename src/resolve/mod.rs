@@ -5,6 +5,7 @@
 mod ldcache;
 mod loader;
 mod probe;
+pub mod replay;
 mod search;
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub struct Options {
     /// Read every file as its original when it carries our stamp (planning), not as the
     /// loader sees it now (`tree`): a plan must not depend on what earlier runs stamped.
     pub originals: bool,
+    /// Record every search the loader makes ([`Closure::searches`]), for `explain`.
+    pub trace: bool,
 }
 
 /// How a library was found.
@@ -93,6 +96,56 @@ pub struct Library {
     /// What each of its DT_NEEDED entries resolved to: an index into `libraries`, or `None`
     /// (missing, or the root file itself).
     pub needs: Vec<Option<usize>>,
+}
+
+/// One search the loader makes for a DT_NEEDED name not already loaded (recorded with
+/// `Options::trace`): where it looked, in order, up to where it stopped.
+#[derive(Clone, Debug)]
+pub struct Search {
+    pub name: String,
+    /// Index of the requester (0 is the root file; otherwise `libraries[i - 1]`).
+    pub needed_by: usize,
+    pub steps: Vec<Step>,
+    /// The path it ended with; `None` when nothing was found.
+    pub found: Option<String>,
+}
+
+/// One place a search looked.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A search directory (`dir` ends in `/`); the loader also tries its capability
+    /// subdirectories first. `held` is what the directory itself has under the name.
+    Dir { dir: String, via: Via, held: Held },
+    /// The loader's `ld.so.cache` at `cache`, and the path it named (then opened), if any.
+    Cache {
+        cache: PathBuf,
+        hit: Option<(String, Held)>,
+    },
+    /// A name with a `/`, opened as it is.
+    Open { path: String, held: Held },
+}
+
+/// What a probed path held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    Nothing,
+    /// A library the loader takes.
+    Library,
+    /// An ELF file of another class or machine: opened, read and skipped.
+    WrongClass,
+    /// Something the loader stops at.
+    Invalid,
+}
+
+impl Held {
+    fn of(probe: &Probe, compatible: impl Fn(&Object) -> bool) -> Held {
+        match probe {
+            Probe::Absent => Held::Nothing,
+            Probe::Found(o) if compatible(o) => Held::Library,
+            Probe::Found(_) => Held::WrongClass,
+            Probe::Invalid(_) => Held::Invalid,
+        }
+    }
 }
 
 /// A name nothing could satisfy.
@@ -228,6 +281,8 @@ pub struct Closure {
     pub root_needs: Vec<Option<usize>>,
     pub missing: Vec<Missing>,
     pub warnings: Vec<Warning>,
+    /// Every search the loader makes, in order (only with `Options::trace`).
+    pub searches: Vec<Search>,
 }
 
 impl Closure {
@@ -392,6 +447,8 @@ impl Resolver {
             missing: Vec::new(),
             warnings,
             dirs: HashMap::new(),
+            searches: Vec::new(),
+            steps: Vec::new(),
         };
         // The loader maps itself before anything else, under its PT_INTERP name and soname.
         if let Some(l) = &loader {
@@ -414,6 +471,7 @@ impl Resolver {
             libraries,
             missing,
             mut warnings,
+            searches,
             ..
         } = w;
         let closure_warnings = closure_warnings(&self.opts.store, file, &libraries);
@@ -435,6 +493,7 @@ impl Resolver {
             root_needs,
             missing,
             warnings,
+            searches,
         })
     }
 
@@ -483,6 +542,10 @@ struct Walk<'a> {
     /// Each node's DT_RPATH / DT_RUNPATH directories, split and expanded once per walk (a
     /// node asks for each of its DT_NEEDED names through the same list).
     dirs: HashMap<(usize, bool), Arc<Vec<String>>>,
+    /// Searches so far, with `Options::trace`.
+    searches: Vec<Search>,
+    /// The steps of the search under way, with `Options::trace`.
+    steps: Vec<Step>,
 }
 
 impl Walk<'_> {
@@ -587,6 +650,14 @@ impl Walk<'_> {
         } else {
             self.search(name, req)
         };
+        if self.r.opts.trace {
+            self.searches.push(Search {
+                name: name.to_string(),
+                needed_by: self.nodes[req].slot.unwrap_or(0),
+                steps: std::mem::take(&mut self.steps),
+                found: found.as_ref().ok().map(|(path, _, _)| path.clone()),
+            });
+        }
         match found {
             Ok((path, via, object)) => {
                 // Same file under another name: the loader matches (st_dev, st_ino).
@@ -630,7 +701,12 @@ impl Walk<'_> {
         let Some(path) = search::expand(name, &self.tokens(req)) else {
             return Err(Some("uses $ORIGIN, which is unknown here".into()));
         };
-        match self.r.probes.probe(Path::new(&path)) {
+        let probe = self.r.probes.probe(Path::new(&path));
+        self.step(|w| Step::Open {
+            path: path.clone(),
+            held: w.held(&probe),
+        });
+        match probe {
             Probe::Found(o) if self.compatible(&o) => Ok((path, Via::Path, o)),
             Probe::Found(_) => Err(Some(format!("{path} has the wrong ELF class or machine"))),
             Probe::Absent => Err(None),
@@ -739,6 +815,16 @@ impl Walk<'_> {
         let root = &self.nodes[0].object.info;
         let want = cache_flags(root.machine, root.class == crate::elf::Class::Elf64);
         let hit = loader.cache.lookup(name, want);
+        if let Some(cache) = &loader.cache_path {
+            let probe = hit
+                .path
+                .as_ref()
+                .map(|p| (p, self.r.probes.probe(Path::new(p))));
+            self.step(|w| Step::Cache {
+                cache: cache.clone(),
+                hit: probe.map(|(p, probe)| (p.clone(), w.held(&probe))),
+            });
+        }
         if let Some(path) = hit.path {
             if let Probe::Found(o) = self.r.probes.probe(Path::new(&path)) {
                 if self.compatible(&o) {
@@ -779,7 +865,13 @@ impl Walk<'_> {
                 .map(|l| format!("{dir}glibc-hwcaps/{l}/{name}"))
                 .filter(|v| matches!(self.r.probes.probe(Path::new(v)), Probe::Found(_)))
                 .collect();
-            match self.r.probes.probe_in(&dir_info, name, Path::new(&path)) {
+            let probe = self.r.probes.probe_in(&dir_info, name, Path::new(&path));
+            self.step(|w| Step::Dir {
+                dir: dir.clone(),
+                via,
+                held: w.held(&probe),
+            });
+            match probe {
                 Probe::Absent => {
                     for variant in variants {
                         self.warn(Warning::HwcapsSkipped {
@@ -813,6 +905,18 @@ impl Walk<'_> {
 
     fn compatible(&self, o: &Object) -> bool {
         self.nodes[0].object.info.compatible_with(&o.info)
+    }
+
+    fn held(&self, probe: &Probe) -> Held {
+        Held::of(probe, |o| self.compatible(o))
+    }
+
+    /// Records a step of the search under way, with `Options::trace` (built only then).
+    fn step(&mut self, make: impl FnOnce(&Self) -> Step) {
+        if self.r.opts.trace {
+            let step = make(self);
+            self.steps.push(step);
+        }
     }
 
     fn warn(&mut self, w: Warning) {
