@@ -9,7 +9,8 @@ order (as a large Nix package looks). Three variants, each its own copy of the t
   - the program alone stamped (`shrinkwrap stamp`), its libraries not;
   - the floor: the same files with one library directory (every library in one `lib`, every
     RUNPATH naming only it) — the best a search can do.
-For each: file-system calls under `strace -f -c` (calls, failed), failed library lookups
+For each: the loader's library probes as `shrinkwrap explain` computes them (calls, failed),
+file-system calls under `strace -f -c` (calls, failed), failed library lookups
 (ENOENT on a path naming a `.so`), `mmap` calls, minor page faults and the loader's own
 relocation time (`LD_DEBUG=statistics`, cycles, median of 9), then wall time of start-up (the
 program exits at once), median and 10th percentile over interleaved runs, also net of the
@@ -20,6 +21,7 @@ use: bench/startup.py               # 100 libraries, 40 store paths, 300 runs of
 use: bench/startup.py --runs 500
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -113,6 +115,15 @@ def strace_counts(prog: Path, tmp: Path):
     return calls, errors, failed_libs, mmap_calls
 
 
+def explained(sw: str, prog: Path):
+    """(calls, failed) the loader makes to load the libraries, as `shrinkwrap explain` computes
+    them from its rules for the file as it is."""
+    out = subprocess.run([sw, "explain", "--json", str(prog)], capture_output=True, text=True, check=True)
+    entry = json.loads(out.stdout)["files"][0]
+    state = entry["stamped" if entry["is_stamped"] else "unstamped"]
+    return state["calls"], state["failed"]
+
+
 def minor_faults(prog: Path):
     """Minor page faults of one start (the median of 9)."""
     faults = []
@@ -175,6 +186,7 @@ def main():
             if r.returncode != 0:
                 raise SystemExit(f"{name}: the program fails ({r.returncode})")
         counts = {name: strace_counts(p, tmp) for name, p in progs.items()}
+        explain = {name: explained(sw, p) for name, p in progs.items()}
         faults = {name: minor_faults(p) for name, p in progs.items()}
         reloc = {name: relocation_cycles(p) for name, p in progs.items()}
         # What starting any process costs here, timed in the same loop.
@@ -193,15 +205,16 @@ def main():
     print(f"{LIBS} libraries in {DIRS} store paths, {DIRS}-entry RUNPATHs; {opts.runs} interleaved runs each; "
           f"starting a static do-nothing program: {spawn * 1000:.2f} ms")
     print()
-    print("| variant | file-system calls | failed | failed library lookups | mmap | minor faults "
-          "| relocation (cycles) | start-up median | p10 | median net of spawn |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | explain: probes (failed) | file-system calls | failed | failed library lookups | mmap "
+          "| minor faults | relocation (cycles) | start-up median | p10 | median net of spawn |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     med = {}
     for name in progs:
         c, e, fl, mm = counts[name]
         ts = sorted(times[name])
         med[name] = statistics.median(ts)
-        print(f"| {name} | {c} | {e} | {fl} | {mm} | {faults[name]:.0f} | {reloc[name]:.0f} "
+        ec, ef = explain[name]
+        print(f"| {name} | {ec} ({ef}) | {c} | {e} | {fl} | {mm} | {faults[name]:.0f} | {reloc[name]:.0f} "
               f"| {med[name] * 1000:.2f} ms | {ts[len(ts) // 10] * 1000:.2f} ms | {(med[name] - spawn) * 1000:.2f} ms |")
     for name in ["stamped", "program stamped, libraries not"]:
         ratio = med[name] / med[floor_name]
