@@ -1,14 +1,15 @@
 //! `shrinkwrap check`: passes on stamped fixtures, and fails — naming the problem — for a
 //! deleted stamped library, one replaced by a library with another soname, a soname named
-//! twice, and drift (a fresh resolution that now finds another file). Unstamped files are said
-//! so (exit 0; exit 1 with `--require-stamped`).
+//! twice, a `vn_file` edited to a string no DT_NEEDED entry holds, and drift (a fresh
+//! resolution that now finds another file). Unstamped files are said so (exit 0; exit 1 with
+//! `--require-stamped`).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{have, readelf_needed, run, s, sw, Cc, Store};
+use common::{have, le_at, readelf_needed, run, run_program, s, sw, Cc, Store};
 
 const BAR: &str = "int bar(void) { return 1; }\n";
 const FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
@@ -174,6 +175,122 @@ fn a_soname_named_twice_is_named() {
             s(&f.libbar)
         )),
         "{err}"
+    );
+}
+
+/// The NUL-terminated string at `at` in a string table.
+fn cstr(table: &[u8], at: usize) -> String {
+    let end = table[at..].iter().position(|&c| c == 0).unwrap();
+    String::from_utf8(table[at..at + end].to_vec()).unwrap()
+}
+
+/// What the test reads of an ELF64 little-endian file the way the loader does (program
+/// headers, PT_DYNAMIC, addresses through PT_LOAD), independently of shrinkwrap's reader.
+struct Dynamic {
+    dynstr: Vec<u8>,
+    needed: Vec<String>,
+    /// File offset of the first `Elf_Verneed` entry.
+    verneed: usize,
+}
+
+fn read_dynamic(b: &[u8]) -> Dynamic {
+    assert_eq!(
+        &b[..6],
+        b"\x7fELF\x02\x01",
+        "an ELF64 little-endian fixture"
+    );
+    let (phoff, phnum) = (le_at(b, 32, 8) as usize, le_at(b, 56, 2) as usize);
+    let phdrs: Vec<usize> = (0..phnum).map(|i| phoff + i * 56).collect();
+    let to_offset = |addr: u64| -> usize {
+        let h = *phdrs
+            .iter()
+            .find(|&&h| {
+                let (vaddr, filesz) = (le_at(b, h + 16, 8), le_at(b, h + 32, 8));
+                le_at(b, h, 4) == 1 && (vaddr..vaddr + filesz).contains(&addr)
+            })
+            .unwrap_or_else(|| panic!("{addr:#x} is in no PT_LOAD"));
+        (addr - le_at(b, h + 16, 8) + le_at(b, h + 8, 8)) as usize
+    };
+    let d = *phdrs
+        .iter()
+        .find(|&&h| le_at(b, h, 4) == 2)
+        .expect("PT_DYNAMIC");
+    let entries: Vec<(u64, u64)> = (le_at(b, d + 8, 8) as usize..)
+        .step_by(16)
+        .map(|e| (le_at(b, e, 8), le_at(b, e + 8, 8)))
+        .take_while(|&(tag, _)| tag != 0)
+        .collect();
+    let tag = |t: u64| entries.iter().find(|e| e.0 == t).map(|e| e.1);
+    let strtab = to_offset(tag(5).expect("DT_STRTAB"));
+    let dynstr = b[strtab..strtab + tag(10).expect("DT_STRSZ") as usize].to_vec();
+    let needed = entries
+        .iter()
+        .filter(|e| e.0 == 1)
+        .map(|e| cstr(&dynstr, e.1 as usize))
+        .collect();
+    Dynamic {
+        dynstr,
+        needed,
+        verneed: to_offset(tag(0x6fff_fffe).expect("DT_VERNEED")),
+    }
+}
+
+#[test]
+fn a_vn_file_that_no_dt_needed_names_is_named() {
+    let Some(f) = stamped() else { return };
+    let mut b = std::fs::read(&f.prog).unwrap();
+    let d = read_dynamic(&b);
+    // Untouched, the stamp holds and the program runs (foo() is 41).
+    let stamped_entries = d.needed.iter().filter(|n| n.starts_with('/')).count();
+    assert_eq!(
+        sw(&["check"], &f.prog),
+        (
+            0,
+            format!(
+                "{}: ok, {stamped_entries} stamped entries hold\n",
+                s(&f.prog)
+            ),
+            String::new()
+        )
+    );
+    assert_eq!(run_program(&f.prog).0, Some(41));
+
+    // The first Elf_Verneed entry (the program's libc versions): vn_file at 4, vn_aux at 8;
+    // each Elf_Vernaux has vna_name at 8, vna_next at 12.
+    let vn_file = d.verneed + 4;
+    let was = cstr(&d.dynstr, le_at(&b, vn_file, 4) as usize);
+    assert!(d.needed.contains(&was), "{was} in {:?}", d.needed);
+    let mut versions = Vec::new();
+    let mut aux = d.verneed + le_at(&b, d.verneed + 8, 4) as usize;
+    for _ in 0..le_at(&b, d.verneed + 2, 2) {
+        versions.push(cstr(&d.dynstr, le_at(&b, aux + 8, 4) as usize));
+        match le_at(&b, aux + 12, 4) {
+            0 => break,
+            next => aux += next as usize,
+        }
+    }
+    assert!(!versions.is_empty());
+    // Pointed at the symbol name "foo", a string of .dynstr that names no library.
+    let foo = d.dynstr.windows(5).position(|w| w == b"\0foo\0").unwrap() + 1;
+    assert!(!d.needed.iter().any(|n| n == "foo"), "{:?}", d.needed);
+    b[vn_file..vn_file + 4].copy_from_slice(&(foo as u32).to_le_bytes());
+    std::fs::write(&f.prog, &b).unwrap();
+
+    // The loader refuses it: glibc asserts when a vn_file names no loaded object.
+    let o = run(Command::new(&f.prog).env_clear());
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("ld.so"),
+        "the corrupted program ran: {o:?}"
+    );
+    let (code, out, err) = sw(&["check"], &f.prog);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "shrinkwrap: {}: .gnu.version_r entry 1 (for {}): vn_file \"foo\" is not one of the DT_NEEDED strings\n",
+            s(&f.prog),
+            versions.join(", ")
+        )
     );
 }
 

@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, run, shrinkwrap, Cc, Store, LOADER};
+use common::{have, le_at as get, run, shrinkwrap, Cc, Store, LOADER};
 
 /// The library calls into libc so it has a DT_NEEDED to stamp (a library with none is left
 /// as it is, and its mutants would prove nothing about the writer).
@@ -32,12 +32,6 @@ const PT_INTERP: u32 = 3;
 const PT_NOTE: u32 = 4;
 const PT_PHDR: u32 = 6;
 const PT_GNU_PROPERTY: u32 = 0x6474_e553;
-
-fn get(b: &[u8], at: usize, width: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v[..width].copy_from_slice(&b[at..at + width]);
-    u64::from_le_bytes(v)
-}
 
 fn set(b: &mut [u8], at: usize, width: usize, value: u64) {
     b[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{check_options, plan_options, policy, print, Outcome};
 use crate::cli::CheckArgs;
-use crate::elf::read_elf_file;
 use crate::elf::stamped::{self, StampState};
+use crate::elf::{read_elf_file, ElfInfo};
 use crate::lock;
 use crate::plan::{self, Policy};
 use crate::report::check::{FileEntry, Report};
@@ -129,14 +129,7 @@ fn check_one(
             }
         }
     }
-    for vn in &own.version_needs {
-        if !own.needed.contains(&vn.file) {
-            problems.push(format!(
-                "its version needs name {}, which no DT_NEEDED entry names",
-                vn.file
-            ));
-        }
-    }
+    problems.extend(vn_file_problems(own));
 
     // Drift: what a stamp made now would name, planned from what was read above.
     let read = plan::Read {
@@ -175,5 +168,78 @@ fn check_one(
         ))
     } else {
         Err(problems)
+    }
+}
+
+/// One problem line for each `.gnu.version_r` entry whose `vn_file` is not one of `info`'s
+/// DT_NEEDED strings. glibc's loader looks each `vn_file` up among the loaded objects by the
+/// names they answer to and asserts when none does (the program does not start). This is
+/// stricter than the loader, which also accepts a name only another object asked for; a
+/// stamp rewrites each `vn_file` to the very string its DT_NEEDED entry now holds, so
+/// anything else means the stamp or a later edit broke the file. The line says which entry (counted from 1, in file order), the
+/// versions it asks for (which tell what library it meant), and the `vn_file` quoted (an
+/// empty or odd string stays visible).
+fn vn_file_problems(info: &ElfInfo) -> Vec<String> {
+    info.version_needs
+        .iter()
+        .enumerate()
+        .filter(|(_, vn)| !info.needed.contains(&vn.file))
+        .map(|(i, vn)| {
+            let versions = if vn.versions.is_empty() {
+                String::new()
+            } else {
+                format!(" (for {})", vn.versions.join(", "))
+            };
+            format!(
+                ".gnu.version_r entry {}{versions}: vn_file {:?} is not one of the DT_NEEDED strings",
+                i + 1,
+                vn.file
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::{Class, Endian, Kind, VersionNeed};
+
+    fn need(file: &str, versions: &[&str]) -> VersionNeed {
+        VersionNeed {
+            file: file.into(),
+            versions: versions.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    /// Entries that name a DT_NEEDED string pass; the others are each a line with their
+    /// place in the table, their versions and the `vn_file` quoted, even when it is empty.
+    #[test]
+    fn each_vn_file_outside_dt_needed_is_a_line_naming_its_entry() {
+        let info = ElfInfo {
+            class: Class::Elf64,
+            endian: Endian::Little,
+            machine: 62,
+            os_abi: 0,
+            kind: Kind::Executable { pie: true },
+            interpreter: None,
+            needed: vec!["/s/libc.so.6".into(), "libm.so.6".into()],
+            rpath: None,
+            runpath: None,
+            soname: None,
+            flags_1: 0,
+            version_needs: vec![
+                need("/s/libc.so.6", &["GLIBC_2.34"]),
+                need("libc.so.6", &["GLIBC_2.2.5", "GLIBC_2.34"]),
+                need("libm.so.6", &["GLIBC_2.29"]),
+                need("", &[]),
+            ],
+        };
+        assert_eq!(
+            vn_file_problems(&info),
+            [
+                ".gnu.version_r entry 2 (for GLIBC_2.2.5, GLIBC_2.34): vn_file \"libc.so.6\" is not one of the DT_NEEDED strings",
+                ".gnu.version_r entry 4: vn_file \"\" is not one of the DT_NEEDED strings",
+            ]
+        );
     }
 }

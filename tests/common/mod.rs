@@ -356,6 +356,14 @@ pub fn stamp(file: &Path, args: &[&str]) -> (i32, String, String) {
     sw(&all, file)
 }
 
+/// The little-endian field of `width` bytes (at most 8) at offset `at` of `b`, for tests that
+/// read or edit ELF64 little-endian headers by hand.
+pub fn le_at(b: &[u8], at: usize, width: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v[..width].copy_from_slice(&b[at..at + width]);
+    u64::from_le_bytes(v)
+}
+
 /// A path as text, for command lines and messages.
 pub fn s(p: &Path) -> String {
     p.display().to_string()
