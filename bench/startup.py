@@ -6,7 +6,9 @@ store paths, every object with a RUNPATH naming all 40 `lib` directories in its 
 order (as a large Nix package looks). Three variants, each its own copy of the tree:
   - as built;
   - stamped: `shrinkwrap fixup` over every store path (program and libraries);
-  - the program alone stamped (`shrinkwrap stamp`), its libraries not;
+  - the program alone stamped (`shrinkwrap fixup --programs-only`), its libraries not;
+  - the libraries stamped (`fixup` of every library's store path), the program not: what a
+    program built without the hook sees;
   - the floor: the same files with one library directory (every library in one `lib`, every
     RUNPATH naming only it) — the best a search can do.
 For each: the loader's library probes as `shrinkwrap explain` computes them (calls, failed),
@@ -171,10 +173,19 @@ def main():
             raise SystemExit(f"fixup failed: {out.stderr}")
         alone = tmp / "p"
         build(alone, random.Random(7))
-        out = subprocess.run([sw, "stamp", str(alone / rel)], capture_output=True, text=True)
+        out = subprocess.run([sw, "fixup", "--quiet", "--programs-only",
+                              *map(str, sorted((alone / "nix" / "store").iterdir()))],
+                             capture_output=True, text=True)
         if out.returncode != 0:
-            raise SystemExit(f"stamp failed: {out.stderr}")
-        variants["program stamped, libraries not"] = alone
+            raise SystemExit(f"fixup --programs-only failed: {out.stderr}")
+        variants["fixup --programs-only"] = alone
+        libs = tmp / "l"
+        build(libs, random.Random(7))
+        lib_paths = [str(d) for d in sorted((libs / "nix" / "store").iterdir()) if (d / "lib").is_dir()]
+        out = subprocess.run([sw, "fixup", "--quiet", *lib_paths], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"fixup of the libraries failed: {out.stderr}")
+        variants["libraries stamped, program not"] = libs
         low = tmp / "f"
         build(low, random.Random(7))
         floor(low, pe)
@@ -216,7 +227,7 @@ def main():
         ec, ef = explain[name]
         print(f"| {name} | {ec} ({ef}) | {c} | {e} | {fl} | {mm} | {faults[name]:.0f} | {reloc[name]:.0f} "
               f"| {med[name] * 1000:.2f} ms | {ts[len(ts) // 10] * 1000:.2f} ms | {(med[name] - spawn) * 1000:.2f} ms |")
-    for name in ["stamped", "program stamped, libraries not"]:
+    for name in ["stamped", "fixup --programs-only"]:
         ratio = med[name] / med[floor_name]
         net = (med[name] - spawn) / (med[floor_name] - spawn)
         print(f"{name}: {counts[name][2]} failed library lookups; start-up {ratio:.3f} x the floor "

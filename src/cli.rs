@@ -116,6 +116,10 @@ pub struct FixupArgs {
     /// Print only errors: no start line, progress or summary.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Stamp programs only; leave shared libraries as they are (when every program that loads
+    /// them is stamped, a library's stamp only costs start-up time; see the README).
+    #[arg(long = "programs-only")]
+    pub programs_only: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]

@@ -1027,3 +1027,71 @@ fn a_cycle_closed_by_an_existing_runpath_is_refused_one_already_there_is_not_our
         readelf_needed(&p)
     );
 }
+
+/// `--programs-only`: the program is stamped with its whole closure; every library keeps its
+/// bytes, and is reported as skipped; the loader lists the program as before and it runs.
+#[test]
+fn programs_only_leaves_libraries_alone() {
+    if !have("cc") || !common::have_loader() {
+        return;
+    }
+    let st = Store::new();
+    let bar_dir = st.lib_dir("bar");
+    let foo_dir = st.lib_dir("foo");
+    let rp = st.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
+    // libbar needs libc (getpid), so it has a DT_NEEDED to leave alone.
+    const BAR: &str = "#include <unistd.h>\nint bar(void) { return getpid() > 0; }\n";
+    let libbar = Cc::new("cc", BAR, bar_dir.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .runpath(&rp)
+        .build();
+    let libfoo = Cc::new(
+        "cc",
+        "int bar(void);\nint foo(void) { return 40 + bar(); }\n",
+        foo_dir.join("libfoo.so.1"),
+    )
+    .shared(Some("libfoo.so.1"))
+    .runpath(&rp)
+    .link(&libbar)
+    .build();
+    let prog = Cc::new(
+        "cc",
+        "int foo(void);\nint main(void) { return foo(); }\n",
+        st.package("app").join("bin/app"),
+    )
+    .runpath(&rp)
+    .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
+    .link(&libfoo)
+    .build();
+    let listed = loader_paths(LOADER, &prog).unwrap();
+    let libs_before = [
+        std::fs::read(&libfoo).unwrap(),
+        std::fs::read(&libbar).unwrap(),
+    ];
+    let report = st.scratch().join("report.json");
+    let (code, _, err) = fixup(&["--programs-only", "--report", &s(&report), &s(&st.store)]);
+    assert_eq!(code, 0, "{err}");
+    let needed = readelf_needed(&prog);
+    assert!(
+        all_absolute(&needed[..2]),
+        "the program is stamped: {needed:?}"
+    );
+    assert_eq!(
+        [
+            std::fs::read(&libfoo).unwrap(),
+            std::fs::read(&libbar).unwrap()
+        ],
+        libs_before,
+        "the libraries keep their bytes"
+    );
+    assert_eq!(loader_paths(LOADER, &prog).unwrap(), listed);
+    assert_eq!(run(&mut Command::new(&prog)).status.code(), Some(41));
+    let report = read_report(&report);
+    let skipped: Vec<&Value> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason"] == "library (--programs-only)")
+        .collect();
+    assert_eq!(skipped.len(), 2, "{report:#}");
+}

@@ -143,7 +143,14 @@ fn fixup(args: &FixupArgs, jobs: usize) -> Outcome {
     let files: Vec<Planned> = files
         .into_par_iter()
         .map(|w| {
-            let plan = plan_one(&resolver, &policy, w.c, &w.probe, &w.read);
+            let plan = plan_one(
+                &resolver,
+                &policy,
+                args.programs_only,
+                w.c,
+                &w.probe,
+                &w.read,
+            );
             bar.inc(1);
             Planned { w, plan }
         })
@@ -333,6 +340,7 @@ fn tree_libraries(resolver: &Resolver, files: &[Work]) -> HashMap<String, String
 fn plan_one(
     resolver: &Resolver,
     policy: &plan::Policy,
+    programs_only: bool,
     c: &Candidate,
     probe: &Probe,
     read: &Option<plan::Read>,
@@ -348,6 +356,9 @@ fn plan_one(
         }
         Probe::Found(o) if o.info.needed.is_empty() => {
             return Err(Result_::Skipped("no dependencies"))
+        }
+        Probe::Found(o) if programs_only && !o.info.is_program() => {
+            return Err(Result_::Skipped("library (--programs-only)"))
         }
         Probe::Found(_) => {}
         Probe::Invalid(e) => return Err(failed(e)),
