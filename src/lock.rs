@@ -59,12 +59,12 @@ pub fn open_locked_with(path: &Path, lock: Lock, options: &OpenOptions) -> io::R
     ))
 }
 
-/// [`open_locked`] with a shared lock, and the file's `(st_dev, st_ino)`: what planning reads
-/// a file through, so it never sees half a stamp.
-pub fn open_to_read(path: &Path) -> Result<(File, (u64, u64)), crate::elf::ElfError> {
+/// [`open_locked`] with a shared lock, and the file's identity: what planning reads a file
+/// through, so it never sees half a stamp.
+pub fn open_to_read(path: &Path) -> Result<(File, crate::resolve::FileId), crate::elf::ElfError> {
     let file = open_locked(path, Lock::Shared)?;
     let meta = file.metadata()?;
-    Ok((file, (meta.dev(), meta.ino())))
+    Ok((file, crate::resolve::file_id(&meta)))
 }
 
 /// Takes `lock` on `file`, waiting as long as another run holds a conflicting one.

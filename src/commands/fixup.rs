@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -320,7 +319,7 @@ fn tree_libraries(resolver: &Resolver, files: &[Work]) -> HashMap<String, String
         if let Some(soname) = &o.info.soname {
             let by_soname = dir.join(soname);
             let path = match std::fs::metadata(&by_soname) {
-                Ok(m) if (m.dev(), m.ino()) == o.file_id => {
+                Ok(m) if crate::resolve::file_id(&m) == o.file_id => {
                     resolver.remember(&by_soname, p.clone());
                     by_soname
                 }

@@ -6,11 +6,14 @@
 //!
 //! The record is the last string of the new dynamic string table: inside `.dynstr`, so strip tools keep
 //! it; a string, so `.dynstr` stays a valid string table. `shrinkwrap-undo:` and the base64 of
-//! (little-endian whatever the file's byte order): version u32 · reserved u32 · original size
+//! (little-endian whatever the file's byte order): version u32 · flags u32 · original size
 //! u64 · stamped size u64 · insertion point u64 · inserted length u64 · patch count u32 · per
 //! patch: original offset u64, length u32, the original bytes. The original file is the stamped
 //! one without the inserted bytes (none for an in-place stamp; see `write/shift.rs`), with the
-//! patches laid over it, cut at the original size.
+//! patches laid over it, cut at the original size. Version 4 adds zero runs: a patch whose
+//! length has its top bit set is that many zero bytes, not stored (the spare layout's table was
+//! written over zero padding). Flag 1: the stamp's edits are spread over the file, so it is
+//! undone by writing a new file (`write/spare.rs`), not by rewriting its head.
 //!
 //! An in-place stamp's segment also starts with a tail marker (magic, original size): a run
 //! killed before its commit leaves the segment past the end of the file, unreferenced, and the
@@ -31,6 +34,14 @@ use super::{read_elf_source, ElfError, ElfFile, ElfInfo, Source};
 /// Prefix of the record in the dynamic string table.
 const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
 const VERSION: u32 = 3;
+/// The version of a record with zero runs.
+const VERSION_ZERO_RUNS: u32 = 4;
+/// A patch length with this bit is a run of zero bytes.
+const ZERO_RUN: u32 = 1 << 31;
+/// Zero patches at least this long are stored as runs.
+const MIN_ZERO_RUN: usize = 32;
+/// Flag: undone by replacing the file.
+const FLAG_REPLACE: u32 = 1;
 
 /// A stamp's record: `inserted` bytes went in at `at` (none for an in-place stamp); `patches`
 /// hold the original bytes of what was edited, at original offsets.
@@ -41,14 +52,22 @@ pub struct Record {
     pub at: u64,
     pub inserted: u64,
     pub patches: Vec<(u64, Vec<u8>)>,
+    /// Undone by writing a new file: the edits are spread over the file (`write/spare.rs`).
+    pub replace: bool,
 }
 
 impl Record {
     /// The NUL-terminated string that goes at the end of the dynamic string table.
     pub fn to_string_bytes(&self) -> Vec<u8> {
+        let zero_run = |bytes: &[u8]| bytes.len() >= MIN_ZERO_RUN && bytes.iter().all(|&b| b == 0);
+        let version = match self.patches.iter().any(|(_, b)| zero_run(b)) {
+            true => VERSION_ZERO_RUNS,
+            false => VERSION,
+        };
         let mut b = Vec::new();
-        b.extend_from_slice(&VERSION.to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&version.to_le_bytes());
+        let flags = if self.replace { FLAG_REPLACE } else { 0 };
+        b.extend_from_slice(&flags.to_le_bytes());
         for v in [
             self.original_size,
             self.stamped_size,
@@ -60,8 +79,12 @@ impl Record {
         b.extend_from_slice(&(self.patches.len() as u32).to_le_bytes());
         for (off, bytes) in &self.patches {
             b.extend_from_slice(&off.to_le_bytes());
-            b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            b.extend_from_slice(bytes);
+            if zero_run(bytes) {
+                b.extend_from_slice(&(bytes.len() as u32 | ZERO_RUN).to_le_bytes());
+            } else {
+                b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                b.extend_from_slice(bytes);
+            }
         }
         let mut s = UNDO_PREFIX.to_vec();
         s.extend_from_slice(base64_encode(&b).as_bytes());
@@ -75,16 +98,27 @@ impl Record {
         let start = body.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
         let b = base64_decode(body[start..].strip_prefix(UNDO_PREFIX)?)?;
         let mut r = Cursor(&b);
-        if r.u32()? != VERSION {
+        let version = r.u32()?;
+        if version != VERSION && version != VERSION_ZERO_RUNS {
             return None;
         }
-        r.u32()?;
+        let replace = r.u32()? & FLAG_REPLACE != 0;
         let (original_size, stamped_size, at, inserted) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
         let mut patches = Vec::new();
         for _ in 0..r.u32()? {
             let off = r.u64()?;
-            let len = r.u32()? as usize;
-            patches.push((off, r.take(len)?.to_vec()));
+            let len = r.u32()?;
+            if version == VERSION_ZERO_RUNS && len & ZERO_RUN != 0 {
+                // A run stands for padding the table itself was written over, so it is never
+                // longer than the table (a header may lie: no allocation beyond that).
+                let n = (len & !ZERO_RUN) as usize;
+                if n > dynstr.len() {
+                    return None;
+                }
+                patches.push((off, vec![0; n]));
+            } else {
+                patches.push((off, r.take(len as usize)?.to_vec()));
+            }
         }
         Some(Record {
             original_size,
@@ -92,6 +126,7 @@ impl Record {
             at,
             inserted,
             patches,
+            replace,
         })
     }
 }
@@ -219,6 +254,7 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
         at: rec.at,
         inserted: rec.inserted,
         patches,
+        replace: rec.replace,
     }))
 }
 
@@ -231,6 +267,8 @@ pub struct Original<'a> {
     pub(crate) at: u64,
     pub(crate) inserted: u64,
     pub(crate) patches: Vec<(u64, Vec<u8>)>,
+    /// Put back by writing a new file (the record's flag).
+    pub(crate) replace: bool,
 }
 
 impl Source for Original<'_> {
@@ -433,6 +471,7 @@ mod tests {
             at: 600,
             inserted: 4096,
             patches: vec![(0, vec![0x7f, b'E', b'L', b'F']), (64, vec![0; 56])],
+            replace: false,
         };
         let mut table = b"\0libc.so.6\0/lib/libc.so.6\0".to_vec();
         assert_eq!(Record::find(&table), None);

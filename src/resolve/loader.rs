@@ -101,7 +101,7 @@ fn stand_in(interpreter: &str, main: &ElfInfo) -> Arc<super::probe::Object> {
             ..main.clone()
         },
         // Matches no real file.
-        file_id: (u64::MAX, u64::MAX),
+        file_id: (u64::MAX, u64::MAX, 0),
     })
 }
 

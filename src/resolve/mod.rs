@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 pub use ldcache::{cache_flags, CacheHit, LdCache};
 pub use loader::{default_interpreter, LoaderConfig};
-pub use probe::{open_file, probe_file, Object, Probe, ProbeCache};
+pub use probe::{file_id, open_file, probe_file, FileId, Object, Probe, ProbeCache};
 use search::{origin_of, split_dirs, Tokens};
 
 use crate::elf::{ElfError, ElfInfo};

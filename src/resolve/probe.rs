@@ -15,8 +15,25 @@ use crate::elf::{read_elf_file, ElfError, ElfInfo};
 #[derive(Debug)]
 pub struct Object {
     pub info: ElfInfo,
-    /// `(st_dev, st_ino)`: the loader's last de-duplication key.
-    pub file_id: (u64, u64),
+    /// The loader's last de-duplication key, `(st_dev, st_ino)`, with the file's birth time.
+    pub file_id: FileId,
+}
+
+/// `(st_dev, st_ino, birth time in ns)`: which file this is. The loader compares device and
+/// inode of files open at once; a run that reads files one after another, while another run
+/// replaces some of them (a stamp written as a new file), can meet an inode number that was
+/// freed and given to a different file meanwhile. The birth time tells those apart (0 where
+/// the file system does not keep one); hard links, and a file stamped in place, keep it.
+pub type FileId = (u64, u64, u128);
+
+/// The [`FileId`] of a file from its metadata.
+pub fn file_id(meta: &std::fs::Metadata) -> FileId {
+    let born = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    (meta.dev(), meta.ino(), born)
 }
 
 /// What a search directory holds.
@@ -152,8 +169,8 @@ pub fn probe_file(path: &Path, original: bool) -> Result<Arc<Object>, ElfError> 
     Ok(Arc::new(Object { info, file_id }))
 }
 
-/// Opens a file that is not a directory, with its `(st_dev, st_ino)`.
-pub fn open_file(path: &Path) -> Result<(File, (u64, u64)), ElfError> {
+/// Opens a file that is not a directory, with its [`FileId`].
+pub fn open_file(path: &Path) -> Result<(File, FileId), ElfError> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
@@ -162,7 +179,7 @@ pub fn open_file(path: &Path) -> Result<(File, (u64, u64)), ElfError> {
             "is a directory",
         )));
     }
-    Ok((file, (meta.dev(), meta.ino())))
+    Ok((file, file_id(&meta)))
 }
 
 /// Errors on `open` after which glibc simply tries the next directory.

@@ -231,6 +231,7 @@ pub(super) fn build(
         at: ef.size,
         inserted: 0,
         patches,
+        replace: false,
     };
     let record_len = rec.to_string_bytes().len();
     let strsz = (dynstr.len() + record_len) as u64;

@@ -13,6 +13,7 @@ mod inplace;
 mod replace;
 mod restore;
 mod shift;
+mod spare;
 mod tables;
 mod verify;
 
@@ -162,8 +163,20 @@ fn write_plan(
     ef: &ElfFile,
     needed: &[String],
 ) -> Result<Outcome, WriteError> {
-    // Both layouts place their bytes by these headers: they must keep the loader's rules.
+    // Every layout places its bytes by these headers: they must keep the loader's rules.
     verify::input(file, ef)?;
+    // A stamp that only renames entries (a library's) fits in the padding after a read-only
+    // segment, if there is enough: nothing added for the loader to map, nothing grows.
+    if let Some(spare) = spare::build(file, ef, needed)? {
+        let interpreter = ef.info.interpreter.as_deref();
+        match spare::write(path, file, &spare, interpreter, needed) {
+            Ok(()) => return Ok(Outcome::Stamped { grew_by: 0 }),
+            // Not replaceable (hard links, attributes, directory), or refused on reading back:
+            // the in-place layout below.
+            Err(WriteError::KeepInPlace(_) | WriteError::Unsupported(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     // The in-place layout, unless shifting a non-PIE executable grows it less.
     let stamp = inplace::build(file, ef, needed);
     let in_place_growth = stamp

@@ -10,10 +10,10 @@ use crate::elf::stamped::Original;
 use crate::elf::Source;
 
 /// Puts `original` back at `path`: in place (the saved header bytes, and the original length)
-/// for an in-place stamp; as a new file renamed over the old for a shifted one, which is
-/// returned, open for writing and locked.
+/// for an in-place stamp; as a new file renamed over the old for a shifted or spare one
+/// (whose edits are not all in the head), which is returned, open for writing and locked.
 pub fn restore(original: &Original<'_>, path: &Path) -> Result<Option<File>, WriteError> {
-    if original.inserted == 0 {
+    if original.inserted == 0 && !original.replace {
         // Everything the stamp changed lies in the head (ELF header, program header slots):
         // put it back in one write, the inverse of the stamp's commit, so a run killed during
         // the restore leaves the stamped file or the original with an unreferenced tail

@@ -159,6 +159,7 @@ pub fn build(
         at,
         inserted: 0,
         patches,
+        replace: false,
     };
     // The record's length does not depend on the sizes it holds.
     let record_len = record.to_string_bytes().len() as u64;
