@@ -8,9 +8,14 @@
 //! it; a string, so `.dynstr` stays a valid string table. `shrinkwrap-undo:` and the base64 of
 //! (little-endian whatever the file's byte order): version u32 · reserved u32 · original size
 //! u64 · stamped size u64 · insertion point u64 · inserted length u64 · patch count u32 · per
-//! patch: original offset u64, length u32, the original bytes. The original file is the stamped
-//! one without the inserted bytes (none for an in-place stamp; see `write/shift.rs`), with the
-//! patches laid over it, cut at the original size.
+//! patch: original offset u64, length u32, the original bytes; then (version 4) the original's
+//! names ([`Names`]): its DT_STRSZ u64 · DT_NEEDED count u32, each offset u64 · `vn_file` count
+//! u32, each offset u32 · the stamped DT_NEEDED count u32 and [`list_hash`] u64. The original
+//! file is the stamped one without the inserted bytes (none for an in-place stamp; see
+//! `write/shift.rs`), with the patches laid over it, cut at the original size. The names are
+//! for a stamped file changed afterwards (stripped), where the patches no longer fit: its
+//! string table still starts with the original's, so the offsets still name the original's
+//! strings, and the original's DT_NEEDED list and `vn_file` names can be put back.
 //!
 //! An in-place stamp's segment also starts with a tail marker (magic, original size): a run
 //! killed before its commit leaves the segment past the end of the file, unreferenced, and the
@@ -30,10 +35,15 @@ use super::{read_elf_source, ElfError, ElfFile, ElfInfo, Source};
 
 /// Prefix of the record in the dynamic string table.
 const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
-const VERSION: u32 = 3;
+/// The version written: a record with [`Names`].
+const VERSION: u32 = 4;
+/// The version before it, still read: a record without names.
+const VERSION_WITHOUT_NAMES: u32 = 3;
 
 /// A stamp's record: `inserted` bytes went in at `at` (none for an in-place stamp); `patches`
-/// hold the original bytes of what was edited, at original offsets.
+/// hold the original bytes of what was edited, at original offsets; `names` what the
+/// original's names were, for a file changed after it was stamped (absent in records written
+/// before version 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub original_size: u64,
@@ -41,13 +51,53 @@ pub struct Record {
     pub at: u64,
     pub inserted: u64,
     pub patches: Vec<(u64, Vec<u8>)>,
+    pub names: Option<Names>,
+}
+
+/// What an unwrap needs once the stamped file was changed afterwards (stripped) and the saved
+/// bytes no longer fit: the original's names as offsets into the stamped string table (whose
+/// first `strsz` bytes are the original's table: both layouts keep the old bytes and append),
+/// and a fingerprint of the list the stamp wrote, so a list changed after stamping (patchelf
+/// `--remove-needed`) is not taken for ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The original's DT_STRSZ.
+    pub strsz: u64,
+    /// The original's DT_NEEDED string offsets, in order.
+    pub needed: Vec<u64>,
+    /// The original's `vn_file` string offsets, in table order.
+    pub vn_files: Vec<u32>,
+    /// The number of DT_NEEDED entries the stamp wrote, and their [`list_hash`].
+    pub stamped_len: u32,
+    pub stamped_hash: u64,
+}
+
+impl Names {
+    /// Whether `needed` is the DT_NEEDED list the stamp wrote.
+    pub fn wrote(&self, needed: &[String]) -> bool {
+        needed.len() == self.stamped_len as usize && list_hash(needed) == self.stamped_hash
+    }
+}
+
+/// FNV-1a (64 bits) of the strings, each ended by a NUL: a fingerprint of a DT_NEEDED list
+/// that does not change with the file's byte order or layout.
+pub fn list_hash(list: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in list.iter().flat_map(|s| s.bytes().chain([0])) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 impl Record {
     /// The NUL-terminated string that goes at the end of the dynamic string table.
     pub fn to_string_bytes(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        b.extend_from_slice(&VERSION.to_le_bytes());
+        let version = match self.names {
+            Some(_) => VERSION,
+            None => VERSION_WITHOUT_NAMES,
+        };
+        b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         for v in [
             self.original_size,
@@ -63,6 +113,19 @@ impl Record {
             b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             b.extend_from_slice(bytes);
         }
+        if let Some(n) = &self.names {
+            b.extend_from_slice(&n.strsz.to_le_bytes());
+            b.extend_from_slice(&(n.needed.len() as u32).to_le_bytes());
+            for off in &n.needed {
+                b.extend_from_slice(&off.to_le_bytes());
+            }
+            b.extend_from_slice(&(n.vn_files.len() as u32).to_le_bytes());
+            for off in &n.vn_files {
+                b.extend_from_slice(&off.to_le_bytes());
+            }
+            b.extend_from_slice(&n.stamped_len.to_le_bytes());
+            b.extend_from_slice(&n.stamped_hash.to_le_bytes());
+        }
         let mut s = UNDO_PREFIX.to_vec();
         s.extend_from_slice(base64_encode(&b).as_bytes());
         s.push(0);
@@ -75,7 +138,8 @@ impl Record {
         let start = body.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
         let b = base64_decode(body[start..].strip_prefix(UNDO_PREFIX)?)?;
         let mut r = Cursor(&b);
-        if r.u32()? != VERSION {
+        let version = r.u32()?;
+        if version != VERSION && version != VERSION_WITHOUT_NAMES {
             return None;
         }
         r.u32()?;
@@ -86,12 +150,23 @@ impl Record {
             let len = r.u32()? as usize;
             patches.push((off, r.take(len)?.to_vec()));
         }
+        let names = match version {
+            VERSION => Some(Names {
+                strsz: r.u64()?,
+                needed: (0..r.u32()?).map(|_| r.u64()).collect::<Option<_>>()?,
+                vn_files: (0..r.u32()?).map(|_| r.u32()).collect::<Option<_>>()?,
+                stamped_len: r.u32()?,
+                stamped_hash: r.u64()?,
+            }),
+            _ => None,
+        };
         Some(Record {
             original_size,
             stamped_size,
             at,
             inserted,
             patches,
+            names,
         })
     }
 }
@@ -191,8 +266,9 @@ pub enum Ours<'a> {
     No,
     /// Stamped by us, and unchanged since: the original can be seen and restored.
     Original(Original<'a>),
-    /// Stamped by us, then changed (stripped?): the saved bytes no longer fit.
-    Changed,
+    /// Stamped by us, then changed (stripped?): the saved bytes no longer fit; what the record
+    /// says of the original's names, if it says it (records before version 4 do not).
+    Changed(Option<Names>),
 }
 
 /// Looks for our record and checks that the file is as we left it.
@@ -204,12 +280,12 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
         || rec.original_size + rec.inserted > rec.stamped_size
         || rec.at > rec.original_size
     {
-        return Ok(Ours::Changed);
+        return Ok(Ours::Changed(rec.names));
     }
     let mut patches = rec.patches;
     if rec.inserted > 0 {
         let Some(computed) = computed_original(file, ef, rec.at, rec.inserted) else {
-            return Ok(Ours::Changed);
+            return Ok(Ours::Changed(rec.names));
         };
         patches.extend(computed);
     }
@@ -294,7 +370,7 @@ pub enum StampState {
 pub fn stamp_state(file: &File, ef: &ElfFile) -> Result<StampState, ElfError> {
     Ok(match ours(file, ef)? {
         Ours::No => StampState::NotStamped,
-        Ours::Changed => StampState::Changed,
+        Ours::Changed(_) => StampState::Changed,
         Ours::Original(view) => StampState::Stamped(read_elf_source(&view)?.info),
     })
 }
@@ -433,6 +509,13 @@ mod tests {
             at: 600,
             inserted: 4096,
             patches: vec![(0, vec![0x7f, b'E', b'L', b'F']), (64, vec![0; 56])],
+            names: Some(Names {
+                strsz: 11,
+                needed: vec![1],
+                vn_files: vec![1, 1],
+                stamped_len: 2,
+                stamped_hash: list_hash(&["/lib/libc.so.6".into(), "/lib/ld.so".into()]),
+            }),
         };
         let mut table = b"\0libc.so.6\0/lib/libc.so.6\0".to_vec();
         assert_eq!(Record::find(&table), None);
@@ -441,6 +524,60 @@ mod tests {
         // Not the last string: not ours (a later stamp would have put its own last).
         table.extend_from_slice(b"other\0");
         assert_eq!(Record::find(&table), None);
+    }
+
+    #[test]
+    fn a_record_without_names_is_the_previous_version_and_still_read() {
+        let mut rec = Record {
+            original_size: 1000,
+            stamped_size: 1200,
+            at: 1000,
+            inserted: 0,
+            patches: vec![(0, vec![1, 2, 3])],
+            names: None,
+        };
+        let old = rec.to_string_bytes();
+        let b = base64_decode(&old[UNDO_PREFIX.len()..old.len() - 1]).unwrap();
+        assert_eq!(b[..4], VERSION_WITHOUT_NAMES.to_le_bytes());
+        assert_eq!(Record::find(&old), Some(rec.clone()));
+        // A version 4 record cut short in its names is no record.
+        rec.names = Some(Names {
+            strsz: 9,
+            needed: vec![1, 5],
+            vn_files: vec![],
+            stamped_len: 2,
+            stamped_hash: 7,
+        });
+        let new = rec.to_string_bytes();
+        let mut b = base64_decode(&new[UNDO_PREFIX.len()..new.len() - 1]).unwrap();
+        b.truncate(b.len() - 1);
+        let mut cut = UNDO_PREFIX.to_vec();
+        cut.extend_from_slice(base64_encode(&b).as_bytes());
+        cut.push(0);
+        assert_eq!(Record::find(&cut), None);
+        assert_eq!(Record::find(&new), Some(rec));
+    }
+
+    #[test]
+    fn names_recognise_only_the_list_the_stamp_wrote() {
+        let list: Vec<String> = vec!["/a/libx.so.1".into(), "/b/liby.so.2".into()];
+        let names = Names {
+            strsz: 1,
+            needed: vec![],
+            vn_files: vec![],
+            stamped_len: 2,
+            stamped_hash: list_hash(&list),
+        };
+        assert!(names.wrote(&list));
+        assert!(!names.wrote(&list[..1]));
+        let mut other = list.clone();
+        other.swap(0, 1);
+        assert!(!names.wrote(&other));
+        // The NUL between strings counts: "ab"+"c" is not "a"+"bc".
+        assert_ne!(
+            list_hash(&["ab".into(), "c".into()]),
+            list_hash(&["a".into(), "bc".into()])
+        );
     }
 
     #[test]

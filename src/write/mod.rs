@@ -120,7 +120,7 @@ pub fn stamp_file_as(
     let restored = match record::ours(&file, &ef)? {
         record::Ours::No => None,
         record::Ours::Original(original) => Some(restore::restore(&original, path)?),
-        record::Ours::Changed => {
+        record::Ours::Changed(_) => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
             ))
