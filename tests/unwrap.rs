@@ -16,33 +16,61 @@ use common::{
     run_program, sw, Cc, Store, LOADER,
 };
 
-/// It calls into libc, so it has a DT_NEEDED to stamp.
-const FOO: &str = "#include <unistd.h>\nint foo(void) { return getpid() > 0 ? 41 : 0; }\n";
+/// `libbaz` (version BAZ_1) ← `libfoo` (version FOO_1, which calls into libc) ← the programs:
+/// each object finds the next through its RUNPATH (behind the padding directories), so the
+/// original's entries need searching, and a program's stamp lifts `libbaz` and the loader
+/// after its own entries. Both libraries version their symbols, so `vn_file` names a store
+/// library (not only libc) in the programs and in `libfoo`.
+const BAZ: &str = "int baz(void) { return 1; }\n";
+const FOO: &str =
+    "#include <unistd.h>\nint baz(void);\nint foo(void) { return getpid() > 0 ? 40 + baz() : 0; }\n";
+const APP: &str = "#include <stdio.h>\nextern int foo(void);\n\
+    int main(void) { int r = foo(); printf(\"foo %d\\n\", r); return r; }\n";
+/// Another libfoo, for `LD_LIBRARY_PATH` to find instead.
 const FOO_ALT: &str = "int foo(void) { return 2; }\n";
-const APP: &str = "extern int foo(void);\nint main(void) { return foo(); }\n";
 
 struct Fixture {
     st: Store,
-    /// A PIE program, a non-PIE one exporting many names (the shifted layout), and the
-    /// library they need.
-    files: Vec<PathBuf>,
-    /// A directory holding another libfoo.so.1 (foo returns 2 there).
+    /// A PIE program, a non-PIE one that takes the shifted layout, and `libfoo`, the library.
+    pie: PathBuf,
+    nonpie: PathBuf,
+    libfoo: PathBuf,
+    /// A directory holding another libfoo.so.1 (foo returns 2 there, version FOO_1 too).
     alt: PathBuf,
+}
+
+/// The linker flag for a version script giving `symbol` the version `name`.
+fn version_script(st: &Store, name: &str, symbol: &str) -> String {
+    let path = st.scratch().join(format!("{name}.map"));
+    std::fs::write(
+        &path,
+        format!("{name} {{ global: {symbol}; local: *; }};\n"),
+    )
+    .unwrap();
+    format!("-Wl,--version-script={}", path.display())
 }
 
 fn build() -> Fixture {
     let st = Store::new();
-    let lib = st.lib_dir("foo");
-    let rp = st.runpath(&[&lib.display().to_string()]);
-    let libfoo = Cc::new("cc", FOO, lib.join("libfoo.so.1"))
+    let baz_dir = st.lib_dir("baz");
+    let foo_dir = st.lib_dir("foo");
+    let libbaz = Cc::new("cc", BAZ, baz_dir.join("libbaz.so.1"))
+        .shared(Some("libbaz.so.1"))
+        .arg(version_script(&st, "BAZ_1", "baz"))
+        .build();
+    let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
         .shared(Some("libfoo.so.1"))
-        .runpath(&rp)
+        .arg(version_script(&st, "FOO_1", "foo"))
+        .runpath(&st.runpath(&[&baz_dir.display().to_string()]))
+        .link(&libbaz)
         .build();
     let alt = st.lib_dir("foo-alt");
     Cc::new("cc", FOO_ALT, alt.join("libfoo.so.1"))
         .shared(Some("libfoo.so.1"))
+        .arg(version_script(&st, "FOO_1", "foo"))
         .build();
-    let bin = st.package("app").join("bin");
+    let rp = st.runpath(&[&foo_dir.display().to_string()]);
+    let bin = st.package("chain").join("bin");
     let pie = Cc::new("cc", APP, bin.join("app"))
         .runpath(&rp)
         .link(&libfoo)
@@ -56,8 +84,17 @@ fn build() -> Fixture {
         .build();
     Fixture {
         st,
-        files: vec![pie, nonpie, libfoo],
+        pie,
+        nonpie,
+        libfoo,
         alt,
+    }
+}
+
+impl Fixture {
+    /// The PIE program, the non-PIE one and the library.
+    fn files(&self) -> [&PathBuf; 3] {
+        [&self.pie, &self.nonpie, &self.libfoo]
     }
 }
 
@@ -78,7 +115,7 @@ fn stamp_then_unwrap_gives_back_the_original() {
         return;
     }
     let f = build();
-    for file in &f.files {
+    for file in f.files() {
         let original = std::fs::read(file).unwrap();
         let listed = ld_so_list(LOADER, file).unwrap();
         let load_before = common::first_load(file).0;
@@ -91,7 +128,7 @@ fn stamp_then_unwrap_gives_back_the_original() {
         );
         // The non-PIE program is the shifted-layout case: its first PT_LOAD moved down, so
         // unwrap below has that layout to undo, not only the in-place one.
-        if file.ends_with("app-nonpie") {
+        if file == &f.nonpie {
             let load_after = common::first_load(file).0;
             assert!(
                 load_after < load_before,
@@ -124,7 +161,7 @@ fn unwrapped_programs_follow_ld_library_path_again() {
         return;
     }
     let f = build();
-    for prog in &f.files[..2] {
+    for prog in &f.files()[..2] {
         assert_eq!(exit_with_llp(prog, &f.alt), Some(2), "{}", prog.display());
         assert_eq!(sw(&["stamp"], prog).0, 0);
         // The price of a stamp: the swap is ignored.
@@ -140,7 +177,7 @@ fn unwrap_to_another_file_and_refusals() {
         return;
     }
     let f = build();
-    let prog = &f.files[0];
+    let prog = &f.pie;
     let original = std::fs::read(prog).unwrap();
     let needed_before = readelf_needed(prog);
     let listed_before = ld_so_list(LOADER, prog).unwrap();
@@ -191,78 +228,6 @@ fn unwrap_to_another_file_and_refusals() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
-/// `libbaz` (version BAZ_1) ← `libfoo` (version FOO_1, which calls into libc) ← the programs:
-/// each object finds the next through its RUNPATH (behind the padding directories), so the
-/// original's entries need searching, and a program's stamp lifts `libbaz` and the loader
-/// after its own entries. Both libraries version their symbols, so `vn_file` names a store
-/// library (not only libc) in the programs and in `libfoo`.
-const BAZ: &str = "int baz(void) { return 1; }\n";
-const FOO_CHAIN: &str =
-    "#include <unistd.h>\nint baz(void);\nint foo(void) { return getpid() > 0 ? 40 + baz() : 0; }\n";
-const APP_CHAIN: &str = "#include <stdio.h>\nextern int foo(void);\n\
-    int main(void) { int r = foo(); printf(\"foo %d\\n\", r); return r; }\n";
-
-struct Chain {
-    st: Store,
-    /// A PIE program, a non-PIE one that takes the shifted layout, and `libfoo`, the library.
-    pie: PathBuf,
-    nonpie: PathBuf,
-    libfoo: PathBuf,
-    /// A directory holding another libfoo.so.1 (foo returns 2 there, version FOO_1 too).
-    alt: PathBuf,
-}
-
-fn version_script(st: &Store, name: &str, symbol: &str) -> String {
-    let path = st.scratch().join(format!("{name}.map"));
-    std::fs::write(
-        &path,
-        format!("{name} {{ global: {symbol}; local: *; }};\n"),
-    )
-    .unwrap();
-    format!("-Wl,--version-script={}", path.display())
-}
-
-fn build_chain() -> Chain {
-    let st = Store::new();
-    let baz_dir = st.lib_dir("baz");
-    let foo_dir = st.lib_dir("foo");
-    let libbaz = Cc::new("cc", BAZ, baz_dir.join("libbaz.so.1"))
-        .shared(Some("libbaz.so.1"))
-        .arg(version_script(&st, "BAZ_1", "baz"))
-        .build();
-    let libfoo = Cc::new("cc", FOO_CHAIN, foo_dir.join("libfoo.so.1"))
-        .shared(Some("libfoo.so.1"))
-        .arg(version_script(&st, "FOO_1", "foo"))
-        .runpath(&st.runpath(&[&baz_dir.display().to_string()]))
-        .link(&libbaz)
-        .build();
-    let alt = st.lib_dir("foo-alt");
-    Cc::new("cc", FOO_ALT, alt.join("libfoo.so.1"))
-        .shared(Some("libfoo.so.1"))
-        .arg(version_script(&st, "FOO_1", "foo"))
-        .build();
-    let rp = st.runpath(&[&foo_dir.display().to_string()]);
-    let bin = st.package("chain").join("bin");
-    let pie = Cc::new("cc", APP_CHAIN, bin.join("app"))
-        .runpath(&rp)
-        .link(&libfoo)
-        .build();
-    let src = exporting(APP_CHAIN);
-    let nonpie = Cc::new("cc", &src, bin.join("app-nonpie"))
-        .arg("-no-pie")
-        .arg("-rdynamic")
-        .runpath(&rp)
-        .link(&libfoo)
-        .build();
-    Chain {
-        st,
-        pie,
-        nonpie,
-        libfoo,
-        alt,
-    }
-}
-
 /// The tools a stamped file is stripped with before it is unwrapped: (name, program,
 /// arguments before the file). Plain `strip` is `--strip-all`.
 const STRIP_TOOLS: &[(&str, &str, &[&str])] = &[
@@ -301,7 +266,7 @@ fn unwrap_after_strip_lists_and_runs_as_the_original() {
         return;
     }
     let tools: Vec<_> = STRIP_TOOLS.iter().filter(|(_, p, _)| have(p)).collect();
-    let c = build_chain();
+    let c = build();
     // Every subject works on a copy beside its original (same RUNPATHs, so the same
     // libraries); the library in its own place, where the program loads it from.
     let subjects = [(&c.pie, false), (&c.nonpie, false), (&c.libfoo, true)];
@@ -419,7 +384,7 @@ fn unwrap_refuses_a_stripped_stamp_whose_list_was_changed() {
     if !ready() || !have("strip") || !have("patchelf") {
         return;
     }
-    let c = build_chain();
+    let c = build();
     let prog = &c.pie;
     assert_eq!(sw(&["stamp"], prog).0, 0);
     let o = run(Command::new("strip").arg(prog));
