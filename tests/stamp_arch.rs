@@ -2,7 +2,8 @@
 //! needs libbase) is built into a fake store with wide RUNPATHs, run under qemu-user, stamped
 //! with `--search` pointing at the cross toolchain's libc, and run again: same output, same
 //! exit code, every DT_NEEDED absolute, libbase lifted, and the loader listed under its
-//! PT_INTERP name only.
+//! PT_INTERP name only. Stripped by the toolchain's `strip` and unwrapped, it has the
+//! original's DT_NEEDED and `vn_file` names again, resolves and runs as before.
 //!
 //! Each architecture is built twice: with its PT_INTERP inside the cross toolchain's directory
 //! (a loader that exists on this host, as a Nix store glibc does), and with the toolchain's
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    all_absolute, exporting, first_load, have, paths, run, s, section_size, stamp, tree_json, Cc,
-    Store,
+    all_absolute, exporting, first_load, have, paths, run, s, section_size, stamp, sw, tree_json,
+    Cc, Store,
 };
 use serde_json::Value;
 
@@ -259,6 +260,30 @@ fn stamp_and_run(a: &Arch, interp: Interp, shape: Shape) {
     assert_eq!(code, 0, "{what}: {err}");
     assert!(out.contains("unchanged"), "{what}: {out}");
     assert!(std::fs::read(app).unwrap() == once, "{what}: restamp wrote");
+
+    // Stripped by the toolchain's own strip, then unwrapped: the original's names come back
+    // (this class and byte order, this layout), and it runs as before.
+    let strip = a.gcc.replace("-gcc", "-strip");
+    if have(&strip) {
+        // The stamp renamed libc in `vn_file` too: there is something to put back.
+        assert_ne!(
+            after["version_needs"], before["version_needs"],
+            "{what}: vn_file not stamped"
+        );
+        let o = run(Command::new(&strip).arg(app));
+        assert!(o.status.success(), "{what}: {strip}: {o:?}");
+        let (code, out, err) = sw(&["unwrap"], app);
+        assert_eq!(code, 0, "{what}: unwrap after {strip}: {out} {err}");
+        assert!(out.contains("unwrapped its names"), "{what}: {out}");
+        let unwrapped = tree_json(&[app], &args, 0)["files"][0].clone();
+        assert_eq!(unwrapped["needed"], before["needed"], "{what}: after strip");
+        assert_eq!(
+            unwrapped["version_needs"], before["version_needs"],
+            "{what}: after strip"
+        );
+        assert_eq!(paths(&unwrapped), paths(&before), "{what}: after strip");
+        assert_eq!(run_under_qemu(a, app), ran_before, "{what}: after strip");
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::plan::{self, Policy};
 use crate::report::explain::{FileEntry, Measured, Report, State};
 use crate::resolve::replay::Calls;
 use crate::resolve::{real_path, Object, Options, Resolver};
+use crate::write;
 
 /// Explains every FILE: the loader's searches for its closure, replayed (`resolve::replay`)
 /// for the file as it is and for its other state — as `stamp` would write it, or for a stamped
@@ -134,7 +135,7 @@ impl Explain {
             None => Err("the other state does not exist".to_string()),
             Some(needed) => {
                 let copy = Copy::beside(path);
-                match write_copy(path, &copy.0, &needed) {
+                match write_copy(path, &copy.0, |tmp| write::stamp_file(tmp, &needed)) {
                     Ok(_) => self.strace(&copy.0),
                     Err((_, e)) => Err(format!("could not write a copy beside it: {e}")),
                 }

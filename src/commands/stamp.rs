@@ -85,7 +85,7 @@ fn stamp_one(
     let result = if target == file {
         write::stamp_file(file, &values).map_err(|e| (file, e))
     } else {
-        write_copy(file, target, &values)
+        write_copy(file, target, |tmp| write::stamp_file(tmp, &values))
     };
     match result {
         Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped { plan, grew_by },
@@ -97,14 +97,14 @@ fn stamp_one(
     }
 }
 
-/// Stamps a copy of `file` and renames it to `target`, so `target` never holds a half-written
-/// file. An error names `file` when it is about reading it or about its contents, `target`
-/// when it is about writing there.
-pub(super) fn write_copy<'a>(
+/// Runs `write` (a stamp or an unwrap) on a copy of `file` and renames it to `target`, so
+/// `target` never holds a half-written file. An error names `file` when it is about reading
+/// it or about its contents, `target` when it is about writing there.
+pub(super) fn write_copy<'a, T>(
     file: &'a Path,
     target: &'a Path,
-    values: &[String],
-) -> Result<write::Outcome, (&'a Path, WriteError)> {
+    write: impl FnOnce(&Path) -> Result<T, WriteError>,
+) -> Result<T, (&'a Path, WriteError)> {
     let on_input = |e: std::io::Error| (file, WriteError::Io(e));
     let on_output = |e: std::io::Error| (target, WriteError::Io(e));
     let dir = target
@@ -129,7 +129,7 @@ pub(super) fn write_copy<'a>(
         dst.set_permissions(perms).map_err(on_output)?;
         drop(src);
         // Errors about the ELF contents are the input's; I/O errors are writing OUT.
-        let o = write::stamp_file(&tmp, values).map_err(|e| match e {
+        let o = write(&tmp).map_err(|e| match e {
             WriteError::Io(_) => (target, e),
             e => (file, e),
         })?;

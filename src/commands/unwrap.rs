@@ -6,22 +6,25 @@ use super::stamp::write_copy;
 use super::{print, Outcome};
 use crate::cli::UnwrapArgs;
 use crate::elf::read_elf_file;
-use crate::elf::stamped::{self, StampState};
+use crate::elf::stamped::{self, Ours};
 use crate::lock;
-use crate::write::{self, WriteError};
+use crate::write::{self, Unwrapped};
 
 /// What unwrapping one file did.
 enum Done {
-    /// Put back; the file is this many bytes smaller.
+    /// Put back byte for byte; the file is this many bytes smaller.
     Unwrapped { shrank_by: u64 },
+    /// Changed after it was stamped (stripped): its names are back, not its bytes.
+    Names,
     /// No stamp of ours in it: nothing to do.
     NotStamped,
 }
 
-/// Unwraps every FILE (or one to `-o OUT`): the original bytes come back from the stamp's
-/// record, through the same locked, crash-safe writes a stamp uses — in fact a stamp whose plan
-/// is the original's DT_NEEDED list, which restores the original and has nothing to add. A file
-/// changed after it was stamped (stripped) cannot be put back exactly, and is refused.
+/// Unwraps every FILE (or one to `-o OUT`), through the same locked, crash-safe writes a stamp
+/// uses (`write::unwrap_file`): a file as the stamp left it gets its original bytes back from
+/// the stamp's record; one changed afterwards (stripped) gets the original's DT_NEEDED list
+/// and `vn_file` names back, which the record also keeps, so the loader lists it as the
+/// original.
 pub fn run(args: &UnwrapArgs) -> Outcome {
     if args.output.is_some() && args.files.len() != 1 {
         eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
@@ -33,6 +36,10 @@ pub fn run(args: &UnwrapArgs) -> Outcome {
         match unwrap_one(file, target) {
             Ok(Done::Unwrapped { shrank_by }) => print(&format!(
                 "{}: unwrapped (-{shrank_by} bytes)\n",
+                target.display()
+            )),
+            Ok(Done::Names) => print(&format!(
+                "{}: unwrapped its names: the original's DT_NEEDED list and vn_file (it was changed after it was stamped, so not its bytes)\n",
                 target.display()
             )),
             Ok(Done::NotStamped) => print(&format!(
@@ -52,33 +59,33 @@ type Failure<'a> = (&'a Path, String);
 
 fn unwrap_one<'a>(file: &'a Path, target: &'a Path) -> Result<Done, Failure<'a>> {
     let on_file = |e: String| (file, e);
-    // The original's DT_NEEDED list, read under a shared lock.
-    let (needed, size_before) = {
+    // Read under a shared lock first: a file that carries no stamp of ours is said so without
+    // being opened for writing (it may be read-only).
+    let size_before = {
         let (f, _) = lock::open_to_read(file).map_err(|e| on_file(e.to_string()))?;
         let ef = read_elf_file(&f).map_err(|e| on_file(e.to_string()))?;
-        match stamped::stamp_state(&f, &ef).map_err(|e| on_file(format!("reading its original: {e}")))? {
-            StampState::NotStamped => return Ok(Done::NotStamped),
-            StampState::Changed => {
-                return Err(on_file(
-                    "it was changed after it was stamped (stripped?), so its original cannot be put back exactly; unwrap the unstripped file".into(),
-                ))
-            }
-            StampState::Stamped(original) => (original.needed, ef.size),
+        match stamped::ours(&f, &ef).map_err(|e| on_file(format!("reading its record: {e}")))? {
+            Ours::No => return Ok(Done::NotStamped),
+            Ours::Original(_) | Ours::Changed(_) => ef.size,
         }
     };
-    // A stamp whose plan is the original's list: it restores the original, under the
-    // exclusive lock, and adds nothing. (Another run may have restamped the file meanwhile;
-    // its original is the same.)
+    // The writer decides again under the exclusive lock (another run may have unwrapped or
+    // restamped the file meanwhile).
     let result = if target == file {
-        write::stamp_file(file, &needed).map_err(|e: WriteError| (file, e))
+        write::unwrap_file(file).map_err(|e| (file, e))
     } else {
-        write_copy(file, target, &needed)
+        write_copy(file, target, write::unwrap_copy)
     };
-    result.map_err(|(about, e)| (about, e.to_string()))?;
-    let size_after = std::fs::metadata(target)
-        .map(|m| m.len())
-        .unwrap_or(size_before);
-    Ok(Done::Unwrapped {
-        shrank_by: size_before.saturating_sub(size_after),
-    })
+    match result.map_err(|(about, e)| (about, e.to_string()))? {
+        Unwrapped::NotStamped => Ok(Done::NotStamped),
+        Unwrapped::Names => Ok(Done::Names),
+        Unwrapped::Original => {
+            let size_after = std::fs::metadata(target)
+                .map(|m| m.len())
+                .unwrap_or(size_before);
+            Ok(Done::Unwrapped {
+                shrank_by: size_before.saturating_sub(size_after),
+            })
+        }
+    }
 }

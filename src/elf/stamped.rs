@@ -8,12 +8,18 @@
 //! it; a string, so `.dynstr` stays a valid string table. `shrinkwrap-undo:` and the base64 of
 //! (little-endian whatever the file's byte order): version u32 · flags u32 · original size
 //! u64 · stamped size u64 · insertion point u64 · inserted length u64 · patch count u32 · per
-//! patch: original offset u64, length u32, the original bytes. The original file is the stamped
-//! one without the inserted bytes (none for an in-place stamp; see `write/shift.rs`), with the
-//! patches laid over it, cut at the original size. Version 4 adds zero runs: a patch whose
-//! length has its top bit set is that many zero bytes, not stored (the spare layout's table was
-//! written over zero padding). Flag 1: the stamp's edits are spread over the file, so it is
-//! undone by writing a new file (`write/spare.rs`), not by rewriting its head.
+//! patch: original offset u64, length u32, the original bytes; then (version 4) the original's
+//! names ([`Names`]): its DT_STRSZ u64 · DT_NEEDED count u32, each offset u64 · `vn_file` count
+//! u32, each offset u32 · the stamped DT_NEEDED count u32 and [`list_hash`] u64. The original
+//! file is the stamped one without the inserted bytes (none for an in-place stamp; see
+//! `write/shift.rs`), with the patches laid over it, cut at the original size. The names are
+//! for a stamped file changed afterwards (stripped), where the patches no longer fit: its
+//! string table still starts with the original's, so the offsets still name the original's
+//! strings, and the original's DT_NEEDED list and `vn_file` names can be put back. Version 4
+//! also has zero runs (a patch whose length has its top bit set is that many zero bytes, not
+//! stored: the spare layout's table was written over zero padding) and flag 1: the stamp's
+//! edits are spread over the file, so it is undone by writing a new file (`write/spare.rs`),
+//! not by rewriting its head.
 //!
 //! An in-place stamp's segment also starts with a tail marker (magic, original size): a run
 //! killed before its commit leaves the segment past the end of the file, unreferenced, and the
@@ -33,10 +39,11 @@ use super::{read_elf_source, ElfError, ElfFile, ElfInfo, Source};
 
 /// Prefix of the record in the dynamic string table.
 const UNDO_PREFIX: &[u8] = b"shrinkwrap-undo:";
-const VERSION: u32 = 3;
-/// The version of a record with zero runs.
-const VERSION_ZERO_RUNS: u32 = 4;
-/// A patch length with this bit is a run of zero bytes.
+/// The version written: a record with [`Names`] (and flags, and zero runs).
+const VERSION: u32 = 4;
+/// The version before it, still read: a record without names.
+const VERSION_WITHOUT_NAMES: u32 = 3;
+/// A patch length with this bit is a run of zero bytes (version 4).
 const ZERO_RUN: u32 = 1 << 31;
 /// Zero patches at least this long are stored as runs.
 const MIN_ZERO_RUN: usize = 32;
@@ -44,7 +51,9 @@ const MIN_ZERO_RUN: usize = 32;
 const FLAG_REPLACE: u32 = 1;
 
 /// A stamp's record: `inserted` bytes went in at `at` (none for an in-place stamp); `patches`
-/// hold the original bytes of what was edited, at original offsets.
+/// hold the original bytes of what was edited, at original offsets; `names` what the
+/// original's names were, for a file changed after it was stamped (absent in records written
+/// before version 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub original_size: u64,
@@ -52,21 +61,64 @@ pub struct Record {
     pub at: u64,
     pub inserted: u64,
     pub patches: Vec<(u64, Vec<u8>)>,
+    pub names: Option<Names>,
     /// Undone by writing a new file: the edits are spread over the file (`write/spare.rs`).
     pub replace: bool,
+}
+
+/// What an unwrap needs once the stamped file was changed afterwards (stripped) and the saved
+/// bytes no longer fit: the original's names as offsets into the stamped string table (whose
+/// first `strsz` bytes are the original's table: both layouts keep the old bytes and append),
+/// and a fingerprint of the list the stamp wrote, so a list changed after stamping (patchelf
+/// `--remove-needed`) is not taken for ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The original's DT_STRSZ.
+    pub strsz: u64,
+    /// The original's DT_NEEDED string offsets, in order.
+    pub needed: Vec<u64>,
+    /// The original's `vn_file` string offsets, in table order.
+    pub vn_files: Vec<u32>,
+    /// The number of DT_NEEDED entries the stamp wrote, and their [`list_hash`].
+    pub stamped_len: u32,
+    pub stamped_hash: u64,
+}
+
+impl Names {
+    /// Whether `needed` is the DT_NEEDED list the stamp wrote.
+    pub fn wrote(&self, needed: &[String]) -> bool {
+        needed.len() == self.stamped_len as usize && list_hash(needed) == self.stamped_hash
+    }
+}
+
+/// FNV-1a (64 bits) of the strings, each ended by a NUL: a fingerprint of a DT_NEEDED list
+/// that does not change with the file's byte order or layout.
+pub fn list_hash(list: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in list.iter().flat_map(|s| s.bytes().chain([0])) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 impl Record {
     /// The NUL-terminated string that goes at the end of the dynamic string table.
     pub fn to_string_bytes(&self) -> Vec<u8> {
-        let zero_run = |bytes: &[u8]| bytes.len() >= MIN_ZERO_RUN && bytes.iter().all(|&b| b == 0);
-        let version = match self.patches.iter().any(|(_, b)| zero_run(b)) {
-            true => VERSION_ZERO_RUNS,
-            false => VERSION,
-        };
         let mut b = Vec::new();
+        let version = match self.names {
+            Some(_) => VERSION,
+            None => VERSION_WITHOUT_NAMES,
+        };
+        // Zero runs and flags are version 4's.
+        let zero_run = |bytes: &[u8]| {
+            version == VERSION && bytes.len() >= MIN_ZERO_RUN && bytes.iter().all(|&b| b == 0)
+        };
         b.extend_from_slice(&version.to_le_bytes());
-        let flags = if self.replace { FLAG_REPLACE } else { 0 };
+        let flags = if self.replace && version == VERSION {
+            FLAG_REPLACE
+        } else {
+            0
+        };
         b.extend_from_slice(&flags.to_le_bytes());
         for v in [
             self.original_size,
@@ -86,6 +138,19 @@ impl Record {
                 b.extend_from_slice(bytes);
             }
         }
+        if let Some(n) = &self.names {
+            b.extend_from_slice(&n.strsz.to_le_bytes());
+            b.extend_from_slice(&(n.needed.len() as u32).to_le_bytes());
+            for off in &n.needed {
+                b.extend_from_slice(&off.to_le_bytes());
+            }
+            b.extend_from_slice(&(n.vn_files.len() as u32).to_le_bytes());
+            for off in &n.vn_files {
+                b.extend_from_slice(&off.to_le_bytes());
+            }
+            b.extend_from_slice(&n.stamped_len.to_le_bytes());
+            b.extend_from_slice(&n.stamped_hash.to_le_bytes());
+        }
         let mut s = UNDO_PREFIX.to_vec();
         s.extend_from_slice(base64_encode(&b).as_bytes());
         s.push(0);
@@ -99,16 +164,17 @@ impl Record {
         let b = base64_decode(body[start..].strip_prefix(UNDO_PREFIX)?)?;
         let mut r = Cursor(&b);
         let version = r.u32()?;
-        if version != VERSION && version != VERSION_ZERO_RUNS {
+        if version != VERSION && version != VERSION_WITHOUT_NAMES {
             return None;
         }
-        let replace = r.u32()? & FLAG_REPLACE != 0;
+        let flags = r.u32()?;
+        let replace = version == VERSION && flags & FLAG_REPLACE != 0;
         let (original_size, stamped_size, at, inserted) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
         let mut patches = Vec::new();
         for _ in 0..r.u32()? {
             let off = r.u64()?;
             let len = r.u32()?;
-            if version == VERSION_ZERO_RUNS && len & ZERO_RUN != 0 {
+            if version == VERSION && len & ZERO_RUN != 0 {
                 // A run stands for padding the table itself was written over, so it is never
                 // longer than the table (a header may lie: no allocation beyond that).
                 let n = (len & !ZERO_RUN) as usize;
@@ -120,12 +186,23 @@ impl Record {
                 patches.push((off, r.take(len as usize)?.to_vec()));
             }
         }
+        let names = match version {
+            VERSION => Some(Names {
+                strsz: r.u64()?,
+                needed: (0..r.u32()?).map(|_| r.u64()).collect::<Option<_>>()?,
+                vn_files: (0..r.u32()?).map(|_| r.u32()).collect::<Option<_>>()?,
+                stamped_len: r.u32()?,
+                stamped_hash: r.u64()?,
+            }),
+            _ => None,
+        };
         Some(Record {
             original_size,
             stamped_size,
             at,
             inserted,
             patches,
+            names,
             replace,
         })
     }
@@ -226,8 +303,9 @@ pub enum Ours<'a> {
     No,
     /// Stamped by us, and unchanged since: the original can be seen and restored.
     Original(Original<'a>),
-    /// Stamped by us, then changed (stripped?): the saved bytes no longer fit.
-    Changed,
+    /// Stamped by us, then changed (stripped?): the saved bytes no longer fit; what the record
+    /// says of the original's names, if it says it (records before version 4 do not).
+    Changed(Option<Names>),
 }
 
 /// Looks for our record and checks that the file is as we left it.
@@ -239,12 +317,12 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
         || rec.original_size + rec.inserted > rec.stamped_size
         || rec.at > rec.original_size
     {
-        return Ok(Ours::Changed);
+        return Ok(Ours::Changed(rec.names));
     }
     let mut patches = rec.patches;
     if rec.inserted > 0 {
         let Some(computed) = computed_original(file, ef, rec.at, rec.inserted) else {
-            return Ok(Ours::Changed);
+            return Ok(Ours::Changed(rec.names));
         };
         patches.extend(computed);
     }
@@ -332,7 +410,7 @@ pub enum StampState {
 pub fn stamp_state(file: &File, ef: &ElfFile) -> Result<StampState, ElfError> {
     Ok(match ours(file, ef)? {
         Ours::No => StampState::NotStamped,
-        Ours::Changed => StampState::Changed,
+        Ours::Changed(_) => StampState::Changed,
         Ours::Original(view) => StampState::Stamped(read_elf_source(&view)?.info),
     })
 }
@@ -471,6 +549,13 @@ mod tests {
             at: 600,
             inserted: 4096,
             patches: vec![(0, vec![0x7f, b'E', b'L', b'F']), (64, vec![0; 56])],
+            names: Some(Names {
+                strsz: 11,
+                needed: vec![1],
+                vn_files: vec![1, 1],
+                stamped_len: 2,
+                stamped_hash: list_hash(&["/lib/libc.so.6".into(), "/lib/ld.so".into()]),
+            }),
             replace: false,
         };
         let mut table = b"\0libc.so.6\0/lib/libc.so.6\0".to_vec();
@@ -483,6 +568,61 @@ mod tests {
     }
 
     #[test]
+    fn a_record_without_names_is_the_previous_version_and_still_read() {
+        let mut rec = Record {
+            original_size: 1000,
+            stamped_size: 1200,
+            at: 1000,
+            inserted: 0,
+            patches: vec![(0, vec![1, 2, 3])],
+            names: None,
+            replace: false,
+        };
+        let old = rec.to_string_bytes();
+        let b = base64_decode(&old[UNDO_PREFIX.len()..old.len() - 1]).unwrap();
+        assert_eq!(b[..4], VERSION_WITHOUT_NAMES.to_le_bytes());
+        assert_eq!(Record::find(&old), Some(rec.clone()));
+        // A version 4 record cut short in its names is no record.
+        rec.names = Some(Names {
+            strsz: 9,
+            needed: vec![1, 5],
+            vn_files: vec![],
+            stamped_len: 2,
+            stamped_hash: 7,
+        });
+        let new = rec.to_string_bytes();
+        let mut b = base64_decode(&new[UNDO_PREFIX.len()..new.len() - 1]).unwrap();
+        b.truncate(b.len() - 1);
+        let mut cut = UNDO_PREFIX.to_vec();
+        cut.extend_from_slice(base64_encode(&b).as_bytes());
+        cut.push(0);
+        assert_eq!(Record::find(&cut), None);
+        assert_eq!(Record::find(&new), Some(rec));
+    }
+
+    #[test]
+    fn names_recognise_only_the_list_the_stamp_wrote() {
+        let list: Vec<String> = vec!["/a/libx.so.1".into(), "/b/liby.so.2".into()];
+        let names = Names {
+            strsz: 1,
+            needed: vec![],
+            vn_files: vec![],
+            stamped_len: 2,
+            stamped_hash: list_hash(&list),
+        };
+        assert!(names.wrote(&list));
+        assert!(!names.wrote(&list[..1]));
+        let mut other = list.clone();
+        other.swap(0, 1);
+        assert!(!names.wrote(&other));
+        // The NUL between strings counts: "ab"+"c" is not "a"+"bc".
+        assert_ne!(
+            list_hash(&["ab".into(), "c".into()]),
+            list_hash(&["a".into(), "bc".into()])
+        );
+    }
+
+    #[test]
     fn overlay_lays_patches_over_any_window() {
         let patches = vec![(2, vec![1, 2, 3]), (10, vec![9])];
         let mut buf = [0u8; 6];
@@ -491,5 +631,36 @@ mod tests {
         let mut buf = [0u8; 4];
         overlay(&mut buf, 8, &patches);
         assert_eq!(buf, [0, 0, 9, 0]);
+    }
+
+    #[test]
+    fn zero_runs_and_the_replace_flag_round_trip() {
+        let rec = Record {
+            original_size: 5000,
+            stamped_size: 5000,
+            at: 5000,
+            inserted: 0,
+            patches: vec![(64, vec![1; 56]), (4000, vec![0; 300])],
+            names: Some(Names {
+                strsz: 11,
+                needed: vec![1],
+                vn_files: vec![],
+                stamped_len: 1,
+                stamped_hash: list_hash(&["/lib/libc.so.6".into()]),
+            }),
+            replace: true,
+        };
+        let s = rec.to_string_bytes();
+        // The run is not stored: far shorter than its 300 bytes in base64.
+        assert!(s.len() < 300, "{}", s.len());
+        let mut table = vec![0u8; 400];
+        table.extend_from_slice(&s);
+        assert_eq!(Record::find(&table), Some(rec.clone()));
+        // A run longer than the table it is in is a lie: no record.
+        let mut long = rec;
+        long.patches[1].1 = vec![0; 100_000];
+        let mut table = vec![0u8; 400];
+        table.extend_from_slice(&long.to_string_bytes());
+        assert_eq!(Record::find(&table), None);
     }
 }

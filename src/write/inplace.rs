@@ -17,7 +17,8 @@ use crate::elf::stamped::{self as record, Record};
 use crate::elf::{ElfFile, Source};
 
 use super::tables::{
-    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, pad_to, string_table,
+    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, pad_to, record_names,
+    string_table,
 };
 use super::{shift, verify, WriteError};
 
@@ -231,6 +232,7 @@ pub(super) fn build(
         at: ef.size,
         inserted: 0,
         patches,
+        names: Some(record_names(file, ef, needed)?),
         replace: false,
     };
     let record_len = rec.to_string_bytes().len();

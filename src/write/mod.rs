@@ -4,7 +4,8 @@
 //! committed by one `pwrite` at offset 0) or shifted (`shift.rs`, pages inserted after
 //! `.dynstr`, for non-PIE executables, written as a new file swapped in by `replace.rs`).
 //! `tables.rs` builds the tables both layouts write; `verify.rs` holds the loader's rules on
-//! the input and on the headers about to be committed; `restore.rs` puts an original back.
+//! the input and on the headers about to be committed; `restore.rs` puts an original back
+//! (`unwrap_file` is its entry point).
 //! The last string of the new `.dynstr` is a record of what the stamp replaced
 //! (`elf::stamped`), so a later run can recognise its own work, restore the original, and
 //! stamp afresh rather than stacking stamps. See `../shared/design/stamping.md`.
@@ -46,6 +47,8 @@ pub enum WriteError {
     Unsupported(String),
     /// The file cannot be replaced by a new one (the shifted layout); stamp it in place.
     KeepInPlace(String),
+    /// An unwrap that cannot be done safely.
+    CannotUnwrap(String),
 }
 
 impl fmt::Display for WriteError {
@@ -56,6 +59,7 @@ impl fmt::Display for WriteError {
             WriteError::NoRoom(why) => write!(f, "no room for another program header: {why}"),
             WriteError::Unsupported(why) => write!(f, "cannot stamp: {why}"),
             WriteError::KeepInPlace(why) => write!(f, "cannot replace the file: {why}"),
+            WriteError::CannotUnwrap(why) => write!(f, "cannot unwrap: {why}"),
         }
     }
 }
@@ -104,14 +108,7 @@ pub fn stamp_file_as(
     // Held until we return: no other run reads or writes the file meanwhile. A read-only file
     // is locked through a second descriptor (`_locked`), opened for reading.
     let (file, _locked) = open_for_writing(path, read_only)?;
-    replace::clear_leftover(path);
-    let mut ef = read_elf_file(&file)?;
-    if let Some(original_size) = record::unfinished_tail(&file, &ef)? {
-        // A run was killed before its commit: the appended bytes are not referenced, and no
-        // live run is appending them (it would hold the lock).
-        file.set_len(original_size)?;
-        ef = read_elf_file(&file)?;
-    }
+    let ef = read_cleared(path, &file)?;
     if ef.info.needed == needed {
         return Ok(Outcome::Unchanged);
     }
@@ -121,7 +118,7 @@ pub fn stamp_file_as(
     let restored = match record::ours(&file, &ef)? {
         record::Ours::No => None,
         record::Ours::Original(original) => Some(restore::restore(&original, path)?),
-        record::Ours::Changed => {
+        record::Ours::Changed(_) => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
             ))
@@ -153,6 +150,65 @@ pub fn stamp_file_as(
         }
     }
     result
+}
+
+/// What unwrapping a file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwrapped {
+    /// The original is back, byte for byte.
+    Original,
+    /// The file was changed after it was stamped (stripped): the original's DT_NEEDED list
+    /// and `vn_file` names are back, not its bytes.
+    Names,
+    /// No stamp of ours in it: nothing was written.
+    NotStamped,
+}
+
+/// Puts back the original of a file we stamped, under the exclusive lock: byte for byte when
+/// the file is as the stamp left it (`restore.rs`); when it was changed afterwards (stripped),
+/// its names (DT_NEEDED list and order, `vn_file`, the string table's length) as the record
+/// gives them, written to a new file swapped in (`restore::names`). A read-only file is refused.
+pub fn unwrap_file(path: &Path) -> Result<Unwrapped, WriteError> {
+    unwrap_as(path, restore::Commit::NewFile)
+}
+
+/// [`unwrap_file`] on a private copy no other run sees until it is renamed into place (`-o
+/// OUT`): a changed file's names are written into it directly, not into yet another copy.
+pub fn unwrap_copy(path: &Path) -> Result<Unwrapped, WriteError> {
+    unwrap_as(path, restore::Commit::InPlace)
+}
+
+fn unwrap_as(path: &Path, commit: restore::Commit) -> Result<Unwrapped, WriteError> {
+    let (file, _locked) = open_for_writing(path, ReadOnly::Refuse)?;
+    let ef = read_cleared(path, &file)?;
+    match record::ours(&file, &ef)? {
+        record::Ours::No => Ok(Unwrapped::NotStamped),
+        record::Ours::Original(original) => {
+            restore::restore(&original, path)?;
+            Ok(Unwrapped::Original)
+        }
+        record::Ours::Changed(names) => {
+            restore::names(path, &file, &ef, names.as_ref(), commit)?;
+            Ok(Unwrapped::Names)
+        }
+    }
+}
+
+/// Reads `file` (open at `path`, under the caller's exclusive lock) after clearing what a
+/// killed run left: a shifted stamp's temporary file beside it, or an appended segment it
+/// never committed.
+fn read_cleared(path: &Path, file: &File) -> Result<ElfFile, WriteError> {
+    replace::clear_leftover(path);
+    let ef = read_elf_file(file)?;
+    match record::unfinished_tail(file, &ef)? {
+        // The appended bytes are not referenced, and no live run is appending them (it would
+        // hold the lock).
+        Some(original_size) => {
+            file.set_len(original_size)?;
+            Ok(read_elf_file(file)?)
+        }
+        None => Ok(ef),
+    }
 }
 
 /// Writes `needed` into `file` (read as `ef`, under the caller's lock), whose DT_NEEDED list

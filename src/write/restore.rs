@@ -1,13 +1,21 @@
-//! Putting a stamped file's original back (`elf::stamped` reads it; this writes it).
+//! Putting a stamped file's original back (`elf::stamped` reads it; this writes it): byte for
+//! byte when the file is as the stamp left it ([`restore`]); its names only when it was
+//! changed afterwards ([`names`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use goblin::elf::dynamic::{self, Dyn};
+use goblin::elf::program_header as ph;
+use scroll::ctx::SizeWith;
+use scroll::Pwrite;
+
 use super::replace::{replace_file, Piece, Rewrite};
-use super::WriteError;
-use crate::elf::stamped::Original;
-use crate::elf::Source;
+use super::tables::{cstr, encode_all, vn_file_fields};
+use super::{verify, WriteError};
+use crate::elf::stamped::{Names, Original, Record};
+use crate::elf::{ElfFile, Source};
 
 /// Puts `original` back at `path`: in place (the saved header bytes, and the original length)
 /// for an in-place stamp; as a new file renamed over the old for a shifted or spare one
@@ -42,4 +50,201 @@ pub fn restore(original: &Original<'_>, path: &Path) -> Result<Option<File>, Wri
         patches: original.patches.clone(),
     };
     replace_file(path, original.file, &rewrite, |_| Ok(())).map(Some)
+}
+
+/// Puts back the names of the original behind a stamped file changed afterwards (stripped),
+/// whose saved bytes no longer fit, as `names` (the record's) gives them: DT_NEEDED becomes
+/// the original's list in its order (the entries the stamp added are dropped, the entries
+/// after them move up, DT_NULL fills the end), DT_STRSZ the original's, and every `vn_file`
+/// the original's. The string table still begins with the original's (strip tools keep it
+/// whole), so the record's offsets name the original's strings and no string is written; the
+/// paths and the record stay past the table's new end, unreferenced, and the file is no longer
+/// ours. The file keeps its layout (the stamp's segment, if it had one, stays), so this is not
+/// the original's bytes, but the loader lists and loads it as the original.
+///
+/// `.dynamic` and `.gnu.version_r` lie apart (in a shifted stamp, the program's code between
+/// them), and must change together: glibc asserts when a `vn_file` names no library loaded
+/// under that name. So the result is written to a new file, read back and checked, and swapped
+/// in (`replace.rs`); a file that cannot be replaced (hard links, extended attributes, an
+/// unwritable directory) is refused, to be unwrapped with `-o`. A private copy (`-o`'s,
+/// renamed into place only once written) is written directly, `commit` says which.
+pub fn names(
+    path: &Path,
+    file: &File,
+    ef: &ElfFile,
+    names: Option<&Names>,
+    commit: Commit,
+) -> Result<(), WriteError> {
+    let names = names.ok_or_else(|| {
+        changed("its record, from an older shrinkwrap, does not say what its names were")
+    })?;
+    let NamesBack {
+        patches,
+        needed,
+        vn_files: wanted_vn_files,
+    } = names_back(file, ef, names)?;
+    // Read back strictly: the original's list, PT_INTERP and `vn_file` names, the loader's
+    // rules, and no record of ours left.
+    let check = |new: &File| {
+        let out = verify::output(new, ef.info.interpreter.as_deref(), &needed, None)?;
+        let vn_files: Vec<&str> = out
+            .info
+            .version_needs
+            .iter()
+            .map(|v| v.file.as_str())
+            .collect();
+        if vn_files != wanted_vn_files || Record::find(&out.dynstr).is_some() {
+            return Err(WriteError::CannotUnwrap(
+                "the unwrapped file did not read back as planned".into(),
+            ));
+        }
+        Ok(())
+    };
+    if commit == Commit::InPlace {
+        for (off, bytes) in &patches {
+            file.write_all_at(bytes, *off)?;
+        }
+        return check(file);
+    }
+    let rewrite = Rewrite {
+        pieces: vec![Piece::Copy {
+            from: 0,
+            len: ef.size,
+        }],
+        patches,
+    };
+    match replace_file(path, file, &rewrite, check) {
+        Ok(_) => Ok(()),
+        Err(WriteError::KeepInPlace(why)) => Err(WriteError::CannotUnwrap(format!(
+            "it was changed after it was stamped, so its unwrap is a new file put in its \
+             place, and {why}; unwrap it with -o OUT"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// How [`names`] writes its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// A new file, checked, then swapped in: the file is shared, and a killed run must leave
+    /// it stamped or unwrapped.
+    NewFile,
+    /// Straight into the file: a private copy, which a failed or killed run never puts in
+    /// place.
+    InPlace,
+}
+
+/// The refusal for a changed file, with the reason.
+fn changed(why: &str) -> WriteError {
+    WriteError::CannotUnwrap(format!("it was changed after it was stamped, and {why}"))
+}
+
+/// What [`names`] writes, and what the result must read back as.
+struct NamesBack {
+    /// New bytes at file offsets: `.dynamic` and `.gnu.version_r`.
+    patches: Vec<(u64, Vec<u8>)>,
+    needed: Vec<String>,
+    vn_files: Vec<String>,
+}
+
+fn names_back(file: &dyn Source, ef: &ElfFile, names: &Names) -> Result<NamesBack, WriteError> {
+    let ctx = ef.ctx;
+    // A list changed after stamping (patchelf `--remove-needed`, `--replace-needed`) cannot be
+    // told apart from ours by position: refused, not guessed.
+    if !names.wrote(&ef.info.needed) {
+        return Err(changed(
+            "its DT_NEEDED list is no longer the one the stamp wrote",
+        ));
+    }
+    let table = usize::try_from(names.strsz)
+        .ok()
+        .and_then(|n| ef.dynstr.get(..n))
+        .ok_or_else(|| changed("its string table no longer holds the original's"))?;
+    let name = |off: u64| -> Result<String, WriteError> {
+        usize::try_from(off)
+            .ok()
+            .and_then(|o| cstr(table, o))
+            .map(str::to_string)
+            .ok_or_else(|| changed("the record names a string its table does not hold"))
+    };
+    let needed = names
+        .needed
+        .iter()
+        .map(|&off| name(off))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // `.dynamic`, where it is: the first entries keep their slots, the ones the stamp added
+    // after them go.
+    let dyn_ph = ef
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == ph::PT_DYNAMIC)
+        .ok_or_else(|| changed("it has no PT_DYNAMIC"))?;
+    let dyn_size = Dyn::size_with(&ctx);
+    let capacity = (dyn_ph.p_filesz / dyn_size as u64) as usize;
+    let mut slots = names.needed.iter();
+    let mut dyns: Vec<Dyn> = Vec::with_capacity(capacity);
+    for d in &ef.dynamic {
+        let mut d = d.clone();
+        match d.d_tag {
+            dynamic::DT_NEEDED => match slots.next() {
+                Some(&off) => d.d_val = off,
+                None => continue,
+            },
+            dynamic::DT_STRSZ => d.d_val = names.strsz,
+            _ => {}
+        }
+        dyns.push(d);
+    }
+    if slots.next().is_some() {
+        return Err(changed("it has fewer DT_NEEDED entries than the original"));
+    }
+    // Entries were only dropped, so they fit; DT_NULL fills the rest.
+    dyns.resize(
+        capacity.max(dyns.len()),
+        Dyn {
+            d_tag: dynamic::DT_NULL,
+            d_val: 0,
+        },
+    );
+    let mut patches = vec![(
+        dyn_ph.p_offset,
+        encode_all(dyns, dyn_size, ctx, ".dynamic")?,
+    )];
+
+    // `.gnu.version_r`, where it is: the stamp changed only `vn_file`, entry for entry.
+    let mut vn_files = Vec::new();
+    match ef.verneed {
+        Some((off, len)) => {
+            let mut v = vec![0u8; len as usize];
+            file.read_exact_at(&mut v, off)?;
+            let fields = vn_file_fields(&v, ctx.le)?;
+            if fields.len() != names.vn_files.len() {
+                return Err(changed(
+                    "its version-needs table does not have the original's entries",
+                ));
+            }
+            for (at, &vn_file) in fields.into_iter().zip(&names.vn_files) {
+                vn_files.push(name(u64::from(vn_file))?);
+                v.pwrite_with(vn_file, at, ctx.le)
+                    .map_err(|_| changed("its version-needs table is cut short"))?;
+            }
+            patches.push((off, v));
+        }
+        None if !names.vn_files.is_empty() => {
+            return Err(changed("it no longer has a version-needs table"))
+        }
+        None => {}
+    }
+    // The tables must not run into each other (headers are untrusted).
+    if let [(a, x), (b, y)] = &patches[..] {
+        if *a < b + y.len() as u64 && *b < a + x.len() as u64 {
+            return Err(changed("its .dynamic and version-needs table overlap"));
+        }
+    }
+    Ok(NamesBack {
+        patches,
+        needed,
+        vn_files,
+    })
 }

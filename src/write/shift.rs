@@ -26,7 +26,8 @@ use scroll::Pwrite;
 
 use super::replace::{replace_file, Piece, Rewrite};
 use super::tables::{
-    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, string_table,
+    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, record_names,
+    string_table,
 };
 use super::WriteError;
 use crate::elf::encode::encode_addr;
@@ -159,6 +160,7 @@ pub fn build(
         at,
         inserted: 0,
         patches,
+        names: Some(record_names(file, ef, needed)?),
         replace: false,
     };
     // The record's length does not depend on the sizes it holds.

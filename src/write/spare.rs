@@ -23,7 +23,9 @@ use goblin::elf::section_header::{self as sh, SectionHeader};
 use scroll::ctx::SizeWith;
 
 use super::replace::{replace_file, Piece, Rewrite};
-use super::tables::{encode_all, needed_slots, new_dynamic, new_verneed, string_table};
+use super::tables::{
+    encode_all, needed_slots, new_dynamic, new_verneed, record_names, string_table,
+};
 use super::{verify, WriteError};
 use crate::elf::stamped::Record;
 use crate::elf::{ElfFile, Source};
@@ -126,6 +128,7 @@ pub(super) fn build(
     // zero run). Its length does not depend on the values in it (fixed-width fields, and the
     // same entries change wherever the table goes), so the table's length is known before
     // where it goes is.
+    let names = record_names(file, ef, needed)?;
     let record = |edits: &[Edit], at_off: u64, strsz: u64| {
         let mut patches: Vec<(u64, Vec<u8>)> =
             edits.iter().map(|e| (e.at, e.old.clone())).collect();
@@ -136,6 +139,7 @@ pub(super) fn build(
             at: ef.size,
             inserted: 0,
             patches,
+            names: Some(names.clone()),
             replace: true,
         }
         .to_string_bytes()

@@ -7,6 +7,7 @@ use goblin::container::Ctx;
 use goblin::elf::dynamic::{self, Dyn};
 use scroll::{Pread, Pwrite};
 
+use crate::elf::stamped::{list_hash, Names};
 use crate::elf::{ElfError, ElfFile, Source};
 
 use super::WriteError;
@@ -155,23 +156,71 @@ pub(super) fn rewrite_vn_file(
     renames: &HashMap<&str, u64>,
     le: scroll::Endian,
 ) -> Result<(), WriteError> {
-    let corrupt = || WriteError::Elf(ElfError::Corrupt("version-needs table".into()));
-    let mut off = 0usize;
-    loop {
-        let file_off: u32 = v.pread_with(off + 4, le).map_err(|_| corrupt())?;
-        let next: u32 = v.pread_with(off + 12, le).map_err(|_| corrupt())?;
+    for at in vn_file_fields(v, le)? {
+        let file_off: u32 = v.pread_with(at, le).map_err(|_| corrupt_verneed())?;
         if let Some(&new) = cstr(dynstr, file_off as usize).and_then(|n| renames.get(n)) {
-            v.pwrite_with(new as u32, off + 4, le)
-                .map_err(|_| corrupt())?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        off += next as usize;
-        if off + 16 > v.len() {
-            return Err(corrupt());
+            v.pwrite_with(new as u32, at, le)
+                .map_err(|_| corrupt_verneed())?;
         }
     }
+    Ok(())
+}
+
+/// Where each entry's `vn_file` field lies in a version-needs table (byte offsets into `v`),
+/// in table order.
+pub(super) fn vn_file_fields(v: &[u8], le: scroll::Endian) -> Result<Vec<usize>, WriteError> {
+    let mut fields = Vec::new();
+    let mut off = 0usize;
+    loop {
+        if off + 16 > v.len() {
+            return Err(corrupt_verneed());
+        }
+        fields.push(off + 4);
+        let next: u32 = v.pread_with(off + 12, le).map_err(|_| corrupt_verneed())?;
+        if next == 0 {
+            return Ok(fields);
+        }
+        off += next as usize;
+    }
+}
+
+fn corrupt_verneed() -> WriteError {
+    WriteError::Elf(ElfError::Corrupt("version-needs table".into()))
+}
+
+/// The original's names for the record (`elf::stamped::Names`), for an unwrap after the
+/// stamped file is changed: its DT_STRSZ, the offsets of its DT_NEEDED and `vn_file` strings,
+/// and the fingerprint of `needed`, the list the stamp writes.
+pub(super) fn record_names(
+    file: &dyn Source,
+    ef: &ElfFile,
+    needed: &[String],
+) -> Result<Names, WriteError> {
+    let vn_files = match ef.verneed {
+        Some((off, len)) => {
+            let mut v = vec![0u8; len as usize];
+            file.read_exact_at(&mut v, off)?;
+            vn_file_fields(&v, ef.ctx.le)?
+                .into_iter()
+                .map(|at| v.pread_with::<u32>(at, ef.ctx.le))
+                .collect::<Result<_, _>>()
+                .map_err(|_| corrupt_verneed())?
+        }
+        None => Vec::new(),
+    };
+    Ok(Names {
+        strsz: ef.dynstr.len() as u64,
+        needed: ef
+            .dynamic
+            .iter()
+            .filter(|d| d.d_tag == dynamic::DT_NEEDED)
+            .map(|d| d.d_val)
+            .collect(),
+        vn_files,
+        stamped_len: u32::try_from(needed.len())
+            .map_err(|_| WriteError::Unsupported("too many DT_NEEDED entries".into()))?,
+        stamped_hash: list_hash(needed),
+    })
 }
 
 pub(super) fn cstr(table: &[u8], off: usize) -> Option<&str> {
