@@ -650,3 +650,57 @@ fn fuzz(n: usize, seed: u64) {
     }
     assert!(tally.bad.is_empty(), "{}", tally.summary());
 }
+
+/// The file offset of the value of the first `.dynamic` entry with tag `tag`.
+fn dyn_value(b: &[u8], tag: u64) -> usize {
+    let dynamic = get(b, phdr_field(b, PT_DYNAMIC, 0, 8), 8) as usize;
+    (0..)
+        .map(|i| dynamic + i * 16)
+        .find(|&e| get(b, e, 8) == tag || get(b, e, 8) == 0)
+        .filter(|&e| get(b, e, 8) == tag)
+        .unwrap_or_else(|| panic!("no dynamic entry {tag:#x}"))
+        + 8
+}
+
+/// The classes the fuzzer found once the spare layout (a library's stamp written into the
+/// padding after a read-only segment) was added, each from a file the loader accepts, kept as
+/// they were found: a relocation table whose size runs past its end into that padding, which
+/// the loader read as zeros (harmless relocations) and would read as our table; and a section
+/// header table cut to its null entry (`e_shnum` 1), whose silence about every byte the
+/// in-place layout took for free room, and overwrote. Each must now be refused cleanly or
+/// stamped into a file that loads the same.
+#[test]
+fn tables_and_sections_that_lie_keep_every_promise() {
+    if !tools_present() {
+        return;
+    }
+    let fx = fixtures();
+    let lib = fx.subjects.iter().position(|s| s.0 == "lib").unwrap();
+    let pie = fx.subjects.iter().position(|s| s.0 == "pie").unwrap();
+    type Case = (usize, &'static str, fn(&mut Vec<u8>));
+    let cases: [Case; 4] = [
+        (lib, "DT_PLTRELSZ grown by 0x18", |b| {
+            let at = dyn_value(b, 2);
+            let v = get(b, at, 8);
+            set(b, at, 8, v + 0x18);
+        }),
+        (lib, "DT_RELASZ grown by 0xa8", |b| {
+            let at = dyn_value(b, 8);
+            let v = get(b, at, 8);
+            set(b, at, 8, v + 0xa8);
+        }),
+        (lib, "e_shnum 1", |b| set(b, 60, 2, 1)),
+        (pie, "e_shnum 1", |b| set(b, 60, 2, 1)),
+    ];
+    for (subject, what, mutate) in cases {
+        let mut b = fx.subjects[subject].1.clone();
+        mutate(&mut b);
+        let verdict = check(&fx, subject, &b);
+        assert!(
+            matches!(verdict, Ok(Verdict::Refused | Verdict::Stamped)),
+            "{} {what}: {:?}",
+            fx.subjects[subject].0,
+            verdict.map(|_| "exit 0 without a stamp")
+        );
+    }
+}

@@ -17,8 +17,8 @@ use crate::elf::stamped::{self as record, Record};
 use crate::elf::{ElfFile, Source};
 
 use super::tables::{
-    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, pad_to, record_names,
-    string_table,
+    align, described_by_sections, encode_all, encode_error, needed_slots, new_dynamic, new_verneed,
+    pad_to, record_names, string_table,
 };
 use super::{shift, verify, WriteError};
 
@@ -374,7 +374,7 @@ fn moved_table(ef: &ElfFile, s: &SectionHeader) -> Option<Table> {
 /// only when nothing else refers to its addresses: no other section or segment, no dynamic
 /// tag, not the entry point, not the program header table.
 fn emptied_loads(ef: &ElfFile, ph_end: u64) -> Vec<usize> {
-    if ef.shdrs.is_empty() {
+    if !described_by_sections(ef) {
         return Vec::new();
     }
     let alloc = u64::from(sh::SHF_ALLOC);
@@ -529,8 +529,8 @@ fn room_after_phdrs(
             .any(|&(x, y)| a >= x && b <= y)
     };
 
-    if ef.shdrs.is_empty() {
-        // Without section headers nothing says what unclaimed bytes hold: every byte of the
+    if !described_by_sections(ef) {
+        // Without section headers (that describe the file) nothing says what unclaimed bytes hold: every byte of the
         // room must be a movable piece, or alignment padding between two.
         let mut cursor = ph_end;
         let mut pieces: Vec<(u64, u64)> = taken.iter().chain(replaced.as_ref()).copied().collect();

@@ -26,8 +26,8 @@ use scroll::Pwrite;
 
 use super::replace::{replace_file, Piece, Rewrite};
 use super::tables::{
-    align, encode_all, encode_error, needed_slots, new_dynamic, new_verneed, record_names,
-    string_table,
+    align, described_by_sections, encode_all, encode_error, needed_slots, new_dynamic, new_verneed,
+    record_names, string_table,
 };
 use super::WriteError;
 use crate::elf::encode::encode_addr;
@@ -88,7 +88,7 @@ pub fn build(
 ) -> Result<Option<Shifted>, WriteError> {
     let ctx = ef.ctx;
     let hdr = &ef.header;
-    if hdr.e_type != header::ET_EXEC || ef.shdrs.is_empty() || ef.dynamic.is_empty() {
+    if hdr.e_type != header::ET_EXEC || !described_by_sections(ef) || ef.dynamic.is_empty() {
         return Ok(None);
     }
     let loads: Vec<&ProgramHeader> = ef

@@ -48,7 +48,7 @@ pub(super) fn build(
     ef: &ElfFile,
     needed: &[String],
 ) -> Result<Option<Spare>, WriteError> {
-    if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() {
+    if ef.dynamic.is_empty() || !ef.info.kind.is_dynamic() || text_relocations(ef) {
         return Ok(None);
     }
     let slots = needed_slots(ef, needed)?;
@@ -279,12 +279,34 @@ fn spare_room(
                 ef.header.e_shoff,
                 ef.header.e_shoff.saturating_add(sht_size),
             );
+        // Before, the loader could read these bytes only as zeros past the end of a table; a
+        // table a header stretches (or points) into them must not read our bytes instead.
+        let tables_clear = dynamic_ranges(ef)
+            .into_iter()
+            .all(|(a, b)| clear_of(addr, addr_end, a, b));
+        let segments_clear = ef.phdrs.iter().all(|q| {
+            q.p_type == ph::PT_LOAD
+                || q.p_memsz == 0
+                || clear_of(
+                    addr,
+                    addr_end,
+                    q.p_vaddr,
+                    q.p_vaddr.saturating_add(q.p_memsz),
+                )
+        });
         let head_clear = off
             >= ef
                 .header
                 .e_phoff
                 .saturating_add(u64::from(ef.header.e_phnum) * ProgramHeader::size(ef.ctx) as u64);
-        if !(loads_clear && others_clear && sections_clear && table_clear && head_clear) {
+        if !(loads_clear
+            && others_clear
+            && sections_clear
+            && table_clear
+            && head_clear
+            && tables_clear
+            && segments_clear)
+        {
             continue;
         }
         let mut bytes = vec![0u8; len as usize];
@@ -294,6 +316,46 @@ fn spare_room(
         }
     }
     Ok(None)
+}
+
+/// Relocations that write into read-only segments (DT_TEXTREL, DF_TEXTREL): such a file's
+/// read-only bytes are written at load time; the spare layout leaves it alone.
+fn text_relocations(ef: &ElfFile) -> bool {
+    const DF_TEXTREL: u64 = 0x4;
+    ef.dynamic.iter().any(|d| {
+        d.d_tag == dynamic::DT_TEXTREL
+            || (d.d_tag == dynamic::DT_FLAGS && d.d_val & DF_TEXTREL != 0)
+    })
+}
+
+/// The address ranges the dynamic section points the loader at: every table with a size tag
+/// over that size, every other address tag as one byte.
+fn dynamic_ranges(ef: &ElfFile) -> Vec<(u64, u64)> {
+    const SIZED: &[(u64, u64)] = &[
+        (dynamic::DT_RELA, dynamic::DT_RELASZ),
+        (dynamic::DT_REL, dynamic::DT_RELSZ),
+        (dynamic::DT_JMPREL, dynamic::DT_PLTRELSZ),
+        (36, 35), // DT_RELR, DT_RELRSZ
+        (dynamic::DT_INIT_ARRAY, dynamic::DT_INIT_ARRAYSZ),
+        (dynamic::DT_FINI_ARRAY, dynamic::DT_FINI_ARRAYSZ),
+        (dynamic::DT_PREINIT_ARRAY, dynamic::DT_PREINIT_ARRAYSZ),
+        (dynamic::DT_STRTAB, dynamic::DT_STRSZ),
+    ];
+    let value = |tag: u64| ef.dynamic.iter().find(|d| d.d_tag == tag).map(|d| d.d_val);
+    let mut ranges: Vec<(u64, u64)> = SIZED
+        .iter()
+        .filter_map(|&(at, size)| {
+            let a = value(at)?;
+            Some((a, a.saturating_add(value(size).unwrap_or(0).max(1))))
+        })
+        .collect();
+    ranges.extend(
+        ef.dynamic
+            .iter()
+            .filter(|d| super::shift::ADDRESS_TAGS.contains(&d.d_tag))
+            .map(|d| (d.d_val, d.d_val.saturating_add(1))),
+    );
+    ranges
 }
 
 /// One edit of the file: `new` over `old` at `at`.

@@ -45,6 +45,17 @@ pub(super) fn encode_error(what: &str) -> impl Fn(goblin::error::Error) -> Write
     move |e| WriteError::Unsupported(format!("writing {what}: {e}"))
 }
 
+/// Whether the section headers can be trusted to say what the file holds: they describe its
+/// dynamic string table. A table cut short or made up (`e_shnum` 1: only the null entry) says
+/// nothing, and the bytes it does not claim are not free for that.
+pub(super) fn described_by_sections(ef: &ElfFile) -> bool {
+    ef.shdrs.iter().any(|s| {
+        s.sh_flags & u64::from(goblin::elf::section_header::SHF_ALLOC) != 0
+            && s.sh_size > 0
+            && s.sh_addr == ef.dynstr_addr
+    })
+}
+
 /// Indexes of the DT_NEEDED entries in `.dynamic`; the plan must cover each of them.
 pub(super) fn needed_slots(ef: &ElfFile, needed: &[String]) -> Result<Vec<usize>, WriteError> {
     let slots: Vec<usize> = ef
