@@ -667,7 +667,8 @@ fn dyn_value(b: &[u8], tag: u64) -> usize {
 /// they were found: a relocation table whose size runs past its end into that padding, which
 /// the loader read as zeros (harmless relocations) and would read as our table; and a section
 /// header table cut to its null entry (`e_shnum` 1), whose silence about every byte the
-/// in-place layout took for free room, and overwrote. Each must now be refused cleanly or
+/// in-place layout took for free room, and overwrote; a read-only segment made inaccessible
+/// (`p_flags` 0), where the spare layout put the table. Each must now be refused cleanly or
 /// stamped into a file that loads the same.
 #[test]
 fn tables_and_sections_that_lie_keep_every_promise() {
@@ -678,7 +679,7 @@ fn tables_and_sections_that_lie_keep_every_promise() {
     let lib = fx.subjects.iter().position(|s| s.0 == "lib").unwrap();
     let pie = fx.subjects.iter().position(|s| s.0 == "pie").unwrap();
     type Case = (usize, &'static str, fn(&mut Vec<u8>));
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (lib, "DT_PLTRELSZ grown by 0x18", |b| {
             let at = dyn_value(b, 2);
             let v = get(b, at, 8);
@@ -691,6 +692,15 @@ fn tables_and_sections_that_lie_keep_every_promise() {
         }),
         (lib, "e_shnum 1", |b| set(b, 60, 2, 1)),
         (pie, "e_shnum 1", |b| set(b, 60, 2, 1)),
+        // As found: a section stretched over the first read-only segment's padding, and the
+        // other read-only segment mapped with no access at all (nothing reads it): no place
+        // for the table.
+        (lib, "shdr 7 sh_size 0x1001, phdr 2 p_flags 0", |b| {
+            let shoff = get(b, 40, 8) as usize;
+            set(b, shoff + 7 * 64 + 32, 8, 0x1001);
+            let phoff = get(b, 32, 8) as usize;
+            set(b, phoff + 2 * 56 + 4, 4, 0);
+        }),
     ];
     for (subject, what, mutate) in cases {
         let mut b = fx.subjects[subject].1.clone();

@@ -220,7 +220,10 @@ fn spare_room(
                 .filter(|(_, p)| p.p_flags & ph::PF_X != 0),
         );
     for (i, p) in by_preference {
+        // Readable (a segment mapped with no access is not somewhere the loader can read the
+        // table), not writable.
         if p.p_type != ph::PT_LOAD
+            || p.p_flags & ph::PF_R == 0
             || p.p_flags & ph::PF_W != 0
             || p.p_filesz == 0
             || p.p_filesz != p.p_memsz
