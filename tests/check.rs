@@ -12,8 +12,7 @@ use std::process::Command;
 use common::{have, le_at, readelf_needed, run, run_program, s, sw, Cc, Store};
 
 const BAR: &str = "int bar(void) { return 1; }\n";
-const FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
-const APP: &str = "extern int foo(void);\nint main(void) { return foo(); }\n";
+use common::CHAIN_FOO as FOO;
 
 struct Fixture {
     st: Store,
@@ -25,23 +24,11 @@ struct Fixture {
 /// prog → libfoo → libbar, each library in its own store path, 32-directory RUNPATHs.
 fn build() -> Fixture {
     let st = Store::new();
-    let bar_dir = st.lib_dir("bar");
-    let foo_dir = st.lib_dir("foo");
-    let rp = st.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
-    let libbar = Cc::new("cc", BAR, bar_dir.join("libbar.so.1"))
-        .shared(Some("libbar.so.1"))
-        .runpath(&rp)
-        .build();
-    let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
-        .shared(Some("libfoo.so.1"))
-        .runpath(&rp)
-        .link(&libbar)
-        .build();
-    let prog = Cc::new("cc", APP, st.package("app").join("bin/app"))
-        .runpath(&rp)
-        .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
-        .link(&libfoo)
-        .build();
+    let common::Chain {
+        prog,
+        libfoo,
+        libbar,
+    } = st.chain(BAR, &[]);
     Fixture {
         st,
         prog,

@@ -1036,33 +1036,13 @@ fn programs_only_leaves_libraries_alone() {
         return;
     }
     let st = Store::new();
-    let bar_dir = st.lib_dir("bar");
-    let foo_dir = st.lib_dir("foo");
-    let rp = st.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
     // libbar needs libc (getpid), so it has a DT_NEEDED to leave alone.
     const BAR: &str = "#include <unistd.h>\nint bar(void) { return getpid() > 0; }\n";
-    let libbar = Cc::new("cc", BAR, bar_dir.join("libbar.so.1"))
-        .shared(Some("libbar.so.1"))
-        .runpath(&rp)
-        .build();
-    let libfoo = Cc::new(
-        "cc",
-        "int bar(void);\nint foo(void) { return 40 + bar(); }\n",
-        foo_dir.join("libfoo.so.1"),
-    )
-    .shared(Some("libfoo.so.1"))
-    .runpath(&rp)
-    .link(&libbar)
-    .build();
-    let prog = Cc::new(
-        "cc",
-        "int foo(void);\nint main(void) { return foo(); }\n",
-        st.package("app").join("bin/app"),
-    )
-    .runpath(&rp)
-    .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
-    .link(&libfoo)
-    .build();
+    let common::Chain {
+        prog,
+        libfoo,
+        libbar,
+    } = st.chain(BAR, &[]);
     let listed = loader_paths(LOADER, &prog).unwrap();
     let libs_before = [
         std::fs::read(&libfoo).unwrap(),

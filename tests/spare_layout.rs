@@ -12,12 +12,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have, have_loader, ld_so_list, readelf_needed, run, s, sw, Cc, Store, LOADER};
+use common::{have, have_loader, ld_so_list, readelf_needed, run, s, sw, Store, LOADER};
 
 const BAR: &str = "#include <unistd.h>\nint bar(void) { return getpid() > 0; }\n";
-const FOO: &str = "int bar(void);\nint foo(void) { return 40 + bar(); }\n";
-const APP: &str = "int foo(void);\nint main(void) { return foo(); }\n";
-
 /// A program header as `readelf -lW` shows it: type, file size, memory size, flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Phdr {
@@ -55,36 +52,19 @@ struct Fixture {
     libfoo: PathBuf,
 }
 
-/// prog → libfoo → libbar, each in its own store path; libfoo's RUNPATH has `pads` extra
-/// directories of about 60 characters each (its string table grows with them).
+/// prog → libfoo → libbar (`common::Chain`); libfoo's RUNPATH has `pads` extra directories
+/// of about 60 characters each (its string table grows with them).
 fn build(pads: usize) -> Fixture {
     let st = Store::new();
-    let bar_dir = st.lib_dir("bar");
-    let foo_dir = st.lib_dir("foo");
-    let rp = st.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
-    let libbar = Cc::new("cc", BAR, bar_dir.join("libbar.so.1"))
-        .shared(Some("libbar.so.1"))
-        .runpath(&rp)
-        .build();
     let extra: Vec<String> = (0..pads)
         .map(|i| s(&st.lib_dir(&format!("more-{i}"))))
         .collect();
-    let mut foo_rp = rp.clone();
-    for e in &extra {
-        foo_rp.push(':');
-        foo_rp.push_str(e);
+    let c = st.chain(BAR, &extra);
+    Fixture {
+        st,
+        prog: c.prog,
+        libfoo: c.libfoo,
     }
-    let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
-        .shared(Some("libfoo.so.1"))
-        .runpath(&foo_rp)
-        .link(&libbar)
-        .build();
-    let prog = Cc::new("cc", APP, st.package("app").join("bin/app"))
-        .runpath(&rp)
-        .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
-        .link(&libfoo)
-        .build();
-    Fixture { st, prog, libfoo }
 }
 
 fn ready() -> bool {

@@ -10,7 +10,7 @@ use crate::elf::stamped::{self, StampState};
 use crate::elf::{read_elf_file, ElfInfo};
 use crate::lock;
 use crate::plan::{self, Policy};
-use crate::report::check::{FileEntry, Report};
+use crate::report::check::FileEntry;
 use crate::resolve::{probe_file, real_path, Object, Resolver};
 
 /// Checks every FILE. For a stamped file: each absolute DT_NEEDED exists and is ELF of the
@@ -61,13 +61,7 @@ pub fn run(args: &CheckArgs) -> Outcome {
         entries.push(entry);
     }
     if args.json {
-        print(
-            &Report {
-                version: 1,
-                files: entries,
-            }
-            .to_text(),
-        );
+        print(&crate::report::files_json(&entries));
     }
     outcome
 }

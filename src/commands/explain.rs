@@ -11,7 +11,7 @@ use super::{check_options, plan_options, policy, print, resolve_options, Outcome
 use crate::cli::ExplainArgs;
 use crate::elf::Kind;
 use crate::plan::{self, Policy};
-use crate::report::explain::{FileEntry, Measured, Report, State};
+use crate::report::explain::{FileEntry, Measured, State};
 use crate::resolve::replay::Calls;
 use crate::resolve::{real_path, Object, Options, Resolver};
 use crate::write;
@@ -54,13 +54,7 @@ pub fn run(args: &ExplainArgs) -> Outcome {
         }
     }
     if args.json {
-        print(
-            &Report {
-                version: 1,
-                files: entries,
-            }
-            .to_text(),
-        );
+        print(&crate::report::files_json(&entries));
     }
     outcome
 }

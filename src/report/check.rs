@@ -5,12 +5,6 @@ use std::path::Path;
 use serde::Serialize;
 
 #[derive(Serialize)]
-pub struct Report {
-    pub version: u32,
-    pub files: Vec<FileEntry>,
-}
-
-#[derive(Serialize)]
 pub struct FileEntry {
     pub file: String,
     /// `ok`, `not-stamped` or `problems`.
@@ -34,12 +28,5 @@ impl FileEntry {
             entries,
             problems,
         }
-    }
-}
-
-impl Report {
-    /// The report, pretty-printed, with a final newline.
-    pub fn to_text(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
 }

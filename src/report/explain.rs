@@ -10,12 +10,6 @@ use serde::Serialize;
 use crate::resolve::replay::{self, Calls, Cost};
 use crate::resolve::{Closure, Step};
 
-#[derive(Serialize)]
-pub struct Report {
-    pub version: u32,
-    pub files: Vec<FileEntry>,
-}
-
 /// One file, in both states.
 #[derive(Serialize)]
 pub struct FileEntry {
@@ -211,11 +205,4 @@ fn show(c: Calls) -> String {
 
 fn probes(c: Calls) -> String {
     format!("{} probes ({} failed)", c.calls, c.failed)
-}
-
-impl Report {
-    /// The report, pretty-printed, with a final newline.
-    pub fn to_text(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
-    }
 }

@@ -243,11 +243,18 @@ fn spare_room(
             continue;
         }
         let clear_of = |a: u64, b: u64, x: u64, y: u64| b <= x || a >= y;
+        // Clear of `len` bytes at `start` (none: clear), in the file and in memory.
+        let file_clear = |start: u64, len: u64| {
+            len == 0 || clear_of(off, off_end, start, start.saturating_add(len))
+        };
+        let mem_clear = |start: u64, len: u64| {
+            len == 0 || clear_of(addr, addr_end, start, start.saturating_add(len))
+        };
         let loads_clear = ef.phdrs.iter().enumerate().all(|(j, q)| {
             j == i
                 || q.p_type != ph::PT_LOAD
                 // Not into another segment's bytes, nor into a page it maps.
-                || (clear_of(off, off_end, q.p_offset, q.p_offset.saturating_add(q.p_filesz))
+                || (file_clear(q.p_offset, q.p_filesz)
                     && clear_of(
                         addr,
                         addr_end,
@@ -257,46 +264,18 @@ fn spare_room(
         });
         let others_clear = ef.phdrs.iter().all(|q| {
             q.p_type == ph::PT_LOAD
-                || q.p_filesz == 0
-                || clear_of(
-                    off,
-                    off_end,
-                    q.p_offset,
-                    q.p_offset.saturating_add(q.p_filesz),
-                )
+                || (file_clear(q.p_offset, q.p_filesz) && mem_clear(q.p_vaddr, q.p_memsz))
         });
-        let sections_clear = ef.shdrs.iter().all(|s| {
-            s.sh_type == sh::SHT_NOBITS
-                || s.sh_size == 0
-                || clear_of(
-                    off,
-                    off_end,
-                    s.sh_offset,
-                    s.sh_offset.saturating_add(s.sh_size),
-                )
-        });
-        let table_clear = sht_size == 0
-            || clear_of(
-                off,
-                off_end,
-                ef.header.e_shoff,
-                ef.header.e_shoff.saturating_add(sht_size),
-            );
+        let sections_clear = ef
+            .shdrs
+            .iter()
+            .all(|s| s.sh_type == sh::SHT_NOBITS || file_clear(s.sh_offset, s.sh_size));
+        let table_clear = file_clear(ef.header.e_shoff, sht_size);
         // Before, the loader could read these bytes only as zeros past the end of a table; a
         // table a header stretches (or points) into them must not read our bytes instead.
         let tables_clear = dynamic_ranges(ef)
             .into_iter()
             .all(|(a, b)| clear_of(addr, addr_end, a, b));
-        let segments_clear = ef.phdrs.iter().all(|q| {
-            q.p_type == ph::PT_LOAD
-                || q.p_memsz == 0
-                || clear_of(
-                    addr,
-                    addr_end,
-                    q.p_vaddr,
-                    q.p_vaddr.saturating_add(q.p_memsz),
-                )
-        });
         let head_clear = off
             >= ef
                 .header
@@ -307,8 +286,7 @@ fn spare_room(
             && sections_clear
             && table_clear
             && head_clear
-            && tables_clear
-            && segments_clear)
+            && tables_clear)
         {
             continue;
         }

@@ -622,3 +622,47 @@ pub fn mtimes(dir: &Path) -> std::collections::BTreeMap<PathBuf, (i64, i64)> {
         })
         .collect()
 }
+
+/// libfoo's source in a [`Chain`].
+pub const CHAIN_FOO: &str = "extern int bar(void);\nint foo(void) { return 40 + bar(); }\n";
+
+/// `prog → libfoo.so.1 → libbar.so.1`, each in its own store path with 32-directory RUNPATHs
+/// (libfoo's followed by `foo_extra` more directories): the small chain several tests stamp.
+/// libfoo's `foo()` is `40 + bar()`, and the program exits with `foo()`.
+pub struct Chain {
+    pub prog: PathBuf,
+    pub libfoo: PathBuf,
+    pub libbar: PathBuf,
+}
+
+impl Store {
+    /// Builds a [`Chain`] in this store with libbar compiled from `bar` (defining `bar()`).
+    pub fn chain(&self, bar: &str, foo_extra: &[String]) -> Chain {
+        const APP: &str = "extern int foo(void);\nint main(void) { return foo(); }\n";
+        let bar_dir = self.lib_dir("bar");
+        let foo_dir = self.lib_dir("foo");
+        let rp = self.runpath(&[&s(&foo_dir), &s(&bar_dir)]);
+        let libbar = Cc::new("cc", bar, bar_dir.join("libbar.so.1"))
+            .shared(Some("libbar.so.1"))
+            .runpath(&rp)
+            .build();
+        let foo_rp: Vec<String> = std::iter::once(rp.clone())
+            .chain(foo_extra.iter().cloned())
+            .collect();
+        let libfoo = Cc::new("cc", CHAIN_FOO, foo_dir.join("libfoo.so.1"))
+            .shared(Some("libfoo.so.1"))
+            .runpath(&foo_rp.join(":"))
+            .link(&libbar)
+            .build();
+        let prog = Cc::new("cc", APP, self.package("app").join("bin/app"))
+            .runpath(&rp)
+            .arg(format!("-Wl,-rpath-link,{}", s(&bar_dir)))
+            .link(&libfoo)
+            .build();
+        Chain {
+            prog,
+            libfoo,
+            libbar,
+        }
+    }
+}
