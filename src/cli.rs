@@ -28,6 +28,9 @@ pub enum Command {
     /// Undo a stamp: put back the file as it was before stamping (DT_NEEDED names, order,
     /// vn_file), so LD_LIBRARY_PATH and similar swaps work on it again.
     Unwrap(UnwrapArgs),
+    /// Give a program built elsewhere its libraries from a pool of store paths: choose one
+    /// file per library (one glibc for all), pin the choices, and stamp it with them.
+    Adopt(AdoptArgs),
     /// Count the file-system calls the loader makes to load FILE's libraries, from its rules:
     /// per library and in total, unstamped and stamped.
     Explain(ExplainArgs),
@@ -155,6 +158,45 @@ pub struct UnwrapArgs {
     /// Write the unwrapped file to OUT instead (one FILE only).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+}
+
+/// Arguments of `adopt`.
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    /// Programs (or libraries) built outside the store, adopted in place.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Where the libraries come from (repeatable): a store path, a store directory (every
+    /// path's lib/), or any directory, searched recursively.
+    #[arg(long = "from", value_name = "DIR", required = true)]
+    pub from: Vec<PathBuf>,
+    /// Pin the choices in FILE (JSON); when it exists, take them from it and ask nothing.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// With --lock: choose again the pinned libraries whose file is gone or changed.
+    #[arg(long = "update-lock", requires = "lock")]
+    pub update_lock: bool,
+    /// Where several files fit, take the one under DIR (repeatable).
+    #[arg(long = "prefer", value_name = "DIR")]
+    pub prefer: Vec<PathBuf>,
+    /// Where several files fit, take the one whose name or path matches GLOB (repeatable).
+    #[arg(long = "prefer-name", value_name = "GLOB")]
+    pub prefer_name: Vec<String>,
+    /// The program interpreter to set [default: the chosen glibc's loader].
+    #[arg(long, value_name = "PATH")]
+    pub interpreter: Option<String>,
+    /// Do not modify FILE: print NIX_LD and NIX_LD_LIBRARY_PATH for nix-ld instead.
+    #[arg(long = "print-env", conflicts_with = "dry_run")]
+    pub print_env: bool,
+    /// Print the choices and write nothing (not even the lock).
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The Nix store directory [default: $NIX_STORE_DIR, else /nix/store].
+    #[arg(long = "store-dir", value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
 }
 
 /// Arguments of `explain`.

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod elf;
 pub mod lock;
 pub mod plan;
+pub mod pool;
 pub mod report;
 pub mod resolve;
 pub mod store;

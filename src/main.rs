@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Fixup(args) => commands::fixup::run(&args),
         Command::Check(args) => commands::check::run(&args),
         Command::Unwrap(args) => commands::unwrap::run(&args),
+        Command::Adopt(args) => commands::adopt::run(&args),
         Command::Explain(args) => commands::explain::run(&args),
     };
     result.exit_code()

@@ -11,6 +11,7 @@ macro_rules! eprintln {
     };
 }
 
+pub mod adopt;
 pub mod check;
 pub mod explain;
 pub mod fixup;

@@ -960,7 +960,8 @@ fn closure_warnings(store: &StoreDir, root: &Path, libs: &[Library]) -> Vec<Warn
 
 /// Sonames of glibc's own libraries: built together with its loader and `libc.so.6`, and only
 /// working with those same builds (they share private symbols and internal layouts).
-const GLIBC_PARTS: &[&str] = &[
+/// glibc's libraries, by soname: one build's parts must come from one directory.
+pub const GLIBC_PARTS: &[&str] = &[
     "libc.so.6",
     "libm.so.6",
     "libmvec.so.1",
@@ -977,7 +978,13 @@ const GLIBC_PARTS: &[&str] = &[
 ];
 
 /// Whether a soname is one of glibc's loaders (`ld-linux-x86-64.so.2`, `ld64.so.1`, …).
-fn is_glibc_loader(soname: &str) -> bool {
+/// Whether `soname` is one of glibc's parts (its loader included).
+pub fn is_glibc_part(soname: &str) -> bool {
+    GLIBC_PARTS.contains(&soname) || is_glibc_loader(soname)
+}
+
+/// Whether `soname` is one of glibc's dynamic loaders.
+pub fn is_glibc_loader(soname: &str) -> bool {
     soname.starts_with("ld-linux") || soname.starts_with("ld64.so.") || soname == "ld.so.1"
 }
 
@@ -992,7 +999,7 @@ fn mixed_glibc(
     libs: &[Library],
     real_dir: impl Fn(&str) -> Option<PathBuf>,
 ) -> Option<Warning> {
-    let is_part = |soname: &str| GLIBC_PARTS.contains(&soname) || is_glibc_loader(soname);
+    let is_part = is_glibc_part;
     let mut parts: Vec<&str> = Vec::new();
     // Files that are not there (a cross program's interpreter, run under qemu with another
     // root) say nothing about where their glibc lives.

@@ -1,0 +1,327 @@
+//! `shrinkwrap adopt`: a program built elsewhere gets its libraries from a pool of store paths.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{print, Outcome};
+use crate::cli::AdoptArgs;
+use crate::elf::read_elf_file;
+use crate::pool::choose::{self, Adoption, Preferences};
+use crate::pool::index::{self, Index, Lib};
+use crate::pool::pins::{self, Pin, Pins};
+use crate::resolve::default_interpreter;
+use crate::store::StoreDir;
+
+/// Indexes the pool once, then for each FILE chooses its closure (pins first, then
+/// preferences; what stays undecided fails the file, listing the candidates), and edits the
+/// file, prints the nix-ld environment, or only shows the choices. The lock is read before and
+/// written after, with every file's choices.
+pub fn run(args: &AdoptArgs) -> Outcome {
+    let store = args
+        .store_dir
+        .clone()
+        .map(StoreDir::new)
+        .unwrap_or_else(StoreDir::from_env);
+    for d in &args.from {
+        if !d.is_dir() {
+            eprintln!("shrinkwrap: --from {}: not a directory", d.display());
+            return Outcome::Usage;
+        }
+    }
+    let mut pinned = match &args.lock {
+        Some(path) => match pins::read(path) {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("shrinkwrap: --lock {}: {why}", path.display());
+                return Outcome::Usage;
+            }
+        },
+        None => None,
+    };
+    let index = index::scan(&args.from, &store);
+    for (dir, why) in &index.unreadable {
+        eprintln!(
+            "shrinkwrap: warning: {}: {why}; not searched",
+            dir.display()
+        );
+    }
+    let mut outcome = Outcome::Success;
+    let mut entries = Vec::new();
+    for file in &args.files {
+        match adopt_one(args, &index, pinned.as_ref(), file) {
+            Ok(entry) => {
+                if !args.json {
+                    print(&entry.text(args));
+                }
+                pin(&mut pinned, &index, &entry);
+                entries.push(entry);
+            }
+            Err(lines) => {
+                for l in lines {
+                    eprintln!("shrinkwrap: {}: {l}", file.display());
+                }
+                outcome = Outcome::FileFailed;
+            }
+        }
+    }
+    if args.json {
+        print(&crate::report::files_json(&entries));
+    }
+    if let (Some(path), Some(p), false) = (&args.lock, &pinned, args.dry_run) {
+        if let Err(e) = pins::write(path, p) {
+            eprintln!("shrinkwrap: --lock {}: {e}", path.display());
+            outcome = Outcome::FileFailed;
+        }
+    }
+    outcome
+}
+
+/// One adopted file, as reported.
+#[derive(Serialize)]
+struct Entry {
+    file: String,
+    interpreter: String,
+    libraries: Vec<Library>,
+    /// `NIX_LD` and `NIX_LD_LIBRARY_PATH`, for running it unmodified under nix-ld.
+    env: Env,
+    /// `edited`, `unchanged`, or `not edited` (`--print-env`, `--dry-run`).
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Library {
+    name: String,
+    path: String,
+    soname: Option<String>,
+    exact: bool,
+    needed_by: String,
+}
+
+#[derive(Serialize)]
+struct Env {
+    #[serde(rename = "NIX_LD")]
+    nix_ld: String,
+    #[serde(rename = "NIX_LD_LIBRARY_PATH")]
+    nix_ld_library_path: String,
+}
+
+impl Entry {
+    fn text(&self, args: &AdoptArgs) -> String {
+        if args.print_env {
+            return format!(
+                "NIX_LD={}\nNIX_LD_LIBRARY_PATH={}\n",
+                shell_quote(&self.env.nix_ld),
+                shell_quote(&self.env.nix_ld_library_path)
+            );
+        }
+        let mut out = format!("{}: {}\n", self.file, self.status);
+        out.push_str(&format!("    interpreter {}\n", self.interpreter));
+        for l in &self.libraries {
+            let mark = if l.exact { "" } else { "  (inexact)" };
+            out.push_str(&format!("    {} => {}{mark}\n", l.name, l.path));
+        }
+        out
+    }
+}
+
+fn adopt_one(
+    args: &AdoptArgs,
+    index: &Index,
+    pinned: Option<&Pins>,
+    file: &Path,
+) -> Result<Entry, Vec<String>> {
+    let one = |e: String| vec![e];
+    let f = std::fs::File::open(file).map_err(|e| one(e.to_string()))?;
+    let ef = read_elf_file(&f).map_err(|e| one(e.to_string()))?;
+    drop(f);
+    let path = crate::resolve::real_path(file);
+    let root_path = path.to_string_lossy().into_owned();
+    let prefs = Preferences {
+        dirs: &args.prefer,
+        names: &args.prefer_name,
+        pins: pinned,
+        update_pins: args.update_lock,
+    };
+    // Nobody to ask yet: what stays undecided fails, listing the candidates.
+    let adoption = choose::choose(&ef.info, &root_path, index, &prefs, &mut |_, _, _| None)
+        .map_err(|t| t.iter().map(|t| t.to_string()).collect::<Vec<_>>())?;
+    let interpreter = interpreter(args, &ef.info, index, &adoption, pinned).map_err(one)?;
+    let libraries: Vec<Library> = adoption
+        .libraries
+        .iter()
+        .map(|c| {
+            let l: &Lib = &index.libs[c.lib];
+            Library {
+                name: c.name.clone(),
+                path: library_path(l, &interpreter),
+                soname: l.info.soname.clone(),
+                exact: c.exact,
+                needed_by: c.needed_by.clone(),
+            }
+        })
+        .collect();
+    let mut dirs: Vec<String> = Vec::new();
+    for l in &libraries {
+        let dir = Path::new(&l.path)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let env = Env {
+        nix_ld: interpreter.clone(),
+        nix_ld_library_path: dirs.join(":"),
+    };
+    let status = if args.print_env || args.dry_run {
+        "not edited"
+    } else {
+        let needed = plan(&ef.info.needed, &adoption, &libraries);
+        edit(file, &needed, &interpreter).map_err(one)?
+    };
+    Ok(Entry {
+        file: file.to_string_lossy().into_owned(),
+        interpreter,
+        libraries,
+        env,
+        status,
+    })
+}
+
+/// The program interpreter: `--interpreter`, the pinned one, or the chosen glibc's loader
+/// (the file name of the one the program names now, in the glibc's directory).
+fn interpreter(
+    args: &AdoptArgs,
+    root: &crate::elf::ElfInfo,
+    index: &Index,
+    adoption: &Adoption,
+    pinned: Option<&Pins>,
+) -> Result<String, String> {
+    if let Some(i) = &args.interpreter {
+        return Ok(i.clone());
+    }
+    if let Some(i) = pinned.and_then(|p| p.interpreter.as_ref()) {
+        if !args.update_lock || i.is_file() {
+            return Ok(i.to_string_lossy().into_owned());
+        }
+    }
+    let Some(glibc) = &adoption.glibc else {
+        return Err("no glibc in the closure: give the interpreter with --interpreter".into());
+    };
+    let current = root
+        .interpreter
+        .as_deref()
+        .or_else(|| default_interpreter(root))
+        .ok_or("no interpreter known for this machine; give one with --interpreter")?;
+    let base = current.rsplit('/').next().unwrap_or(current);
+    // The loader as the pool spells it in the glibc's directory.
+    index
+        .libs
+        .iter()
+        .find(|l| l.name == base && std::fs::canonicalize(l.dir()).ok().as_ref() == Some(glibc))
+        .map(|l| l.path.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            format!(
+                "the chosen glibc ({}) has no {base} to be the interpreter",
+                glibc.display()
+            )
+        })
+}
+
+/// A chosen library's path as it will be written: the loader spelled exactly as the
+/// interpreter (glibc matches the loader's own entry by that string).
+fn library_path(l: &Lib, interpreter: &str) -> String {
+    let path = l.path.to_string_lossy().into_owned();
+    let same_file = |a: &str, b: &str| {
+        std::fs::canonicalize(a).ok().is_some()
+            && std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+    };
+    if l.info
+        .soname
+        .as_deref()
+        .is_some_and(crate::resolve::is_glibc_loader)
+        && same_file(&path, interpreter)
+    {
+        return interpreter.to_string();
+    }
+    path
+}
+
+/// The new DT_NEEDED list: the program's own entries first, each the file chosen for it, then
+/// every other library of the closure in load order.
+fn plan(own: &[String], adoption: &Adoption, libraries: &[Library]) -> Vec<String> {
+    let mut needed: Vec<String> = own
+        .iter()
+        .map(|n| {
+            adoption
+                .libraries
+                .iter()
+                .zip(libraries)
+                .find(|(c, _)| &c.name == n)
+                .map(|(_, l)| l.path.clone())
+                .unwrap_or_else(|| n.clone())
+        })
+        .collect();
+    for l in libraries {
+        if !needed.contains(&l.path) {
+            needed.push(l.path.clone());
+        }
+    }
+    needed
+}
+
+/// Writes the plan and the interpreter into `file`.
+fn edit(file: &Path, needed: &[String], interpreter: &str) -> Result<&'static str, String> {
+    let _ = (file, needed, interpreter);
+    Err("editing the file is not available yet; use --print-env or --dry-run".into())
+}
+
+/// Adds `entry`'s choices to the pins (the first choice of a name stays).
+fn pin(pinned: &mut Option<Pins>, index: &Index, entry: &Entry) {
+    let p = pinned.get_or_insert_with(|| Pins {
+        version: pins::VERSION,
+        interpreter: None,
+        libraries: Default::default(),
+    });
+    p.interpreter
+        .get_or_insert_with(|| PathBuf::from(&entry.interpreter));
+    for l in &entry.libraries {
+        if p.libraries.contains_key(&l.name) {
+            continue;
+        }
+        let Some(lib) = index
+            .libs
+            .iter()
+            .find(|x| x.path.to_string_lossy() == l.path)
+        else {
+            continue;
+        };
+        let Ok(sha256) = pins::sha256_file(&lib.path) else {
+            continue;
+        };
+        p.libraries.insert(
+            l.name.clone(),
+            Pin {
+                path: lib.path.clone(),
+                soname: lib.info.soname.clone(),
+                size: lib.size,
+                sha256,
+                exact: l.exact,
+            },
+        );
+    }
+}
+
+/// `s` quoted for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

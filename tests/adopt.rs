@@ -1,0 +1,303 @@
+//! `shrinkwrap adopt`: "foreign" programs (plain `cc`: no RUNPATH, the system interpreter path)
+//! given their libraries from a pool of store-like directories holding the needed libraries,
+//! two versions of one of them, an i686 copy, one library only in a nearer-version, and two
+//! glibc copies (this machine's, copied) whose dependants disagree.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fake_hash, have, have_loader, run, s, shrinkwrap, Cc};
+use serde_json::Value;
+
+const BAR: &str = "int bar(void) { return 1; }\n";
+const BAR2: &str = "int bar(void) { return 2; }\n";
+const FOO: &str = "int bar(void);\nint foo(void) { return 40 + bar(); }\n";
+const APP: &str =
+    "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"%d\\n\", foo()); return 0; }\n";
+const OLD: &str = "int old(void) { return 7; }\n";
+const APP_OLD: &str = "int old(void);\nint main(void) { return old(); }\n";
+const I686_GCC: &str = "i686-linux-gnu-gcc";
+
+/// The pool and the programs.
+struct Pool {
+    _tmp: tempfile::TempDir,
+    pool: PathBuf,
+    glibc: PathBuf,
+    bar: PathBuf,
+    bar2: PathBuf,
+    /// Needs libfoo.so.1 → libbar.so.1 (two versions in the pool).
+    app: PathBuf,
+    /// Needs libold.so.1; the pool has only libold.so.2.
+    app_old: PathBuf,
+}
+
+/// `<pool>/<hash>-<name>/lib`, created.
+fn lib_dir(pool: &Path, name: &str) -> PathBuf {
+    let d = pool.join(format!("{}-{name}", fake_hash(name))).join("lib");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// This machine's glibc (libc.so.6 and its loader) copied into a store-like directory; each
+/// copy's libc.so.6 gets its name appended (bytes past the end the loader never reads), so two
+/// copies are two builds, not one file twice.
+fn copy_glibc(pool: &Path, name: &str) -> PathBuf {
+    let d = lib_dir(pool, name);
+    for f in ["/lib/x86_64-linux-gnu/libc.so.6", common::LOADER] {
+        let real = std::fs::canonicalize(f).unwrap();
+        let base = Path::new(f).file_name().unwrap();
+        std::fs::copy(real, d.join(base)).unwrap();
+    }
+    let libc = d.join("libc.so.6");
+    let mut bytes = std::fs::read(&libc).unwrap();
+    bytes.extend_from_slice(name.as_bytes());
+    std::fs::write(&libc, bytes).unwrap();
+    d
+}
+
+fn build() -> Option<Pool> {
+    if !have("cc") || !have("readelf") || !have_loader() {
+        return None;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("shrinkwrap-adopt-")
+        .tempdir()
+        .unwrap();
+    let pool = tmp.path().join("pool");
+    let glibc = copy_glibc(&pool, "glibc-2.36");
+    let bar = lib_dir(&pool, "bar-1");
+    let bar2 = lib_dir(&pool, "bar-2");
+    let libbar = Cc::new("cc", BAR, bar.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .build();
+    Cc::new("cc", BAR2, bar2.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .build();
+    let foo_dir = lib_dir(&pool, "foo");
+    let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
+        .shared(Some("libfoo.so.1"))
+        .link(&libbar)
+        .build();
+    // The nearest version only.
+    let old = lib_dir(&pool, "old");
+    let libold1 = Cc::new("cc", OLD, tmp.path().join("build/libold.so.1"))
+        .shared(Some("libold.so.1"))
+        .build();
+    Cc::new("cc", OLD, old.join("libold.so.2"))
+        .shared(Some("libold.so.2"))
+        .build();
+    if have(I686_GCC) {
+        let wrong = lib_dir(&pool, "foo-i686");
+        Cc::new(I686_GCC, FOO, wrong.join("libfoo.so.1"))
+            .shared(Some("libfoo.so.1"))
+            .arg("-nostdlib")
+            .build();
+    }
+    let bin = tmp.path().join("foreign");
+    let app = Cc::new("cc", APP, bin.join("app"))
+        .link(&libfoo)
+        .arg(format!("-Wl,-rpath-link,{}", s(&bar)))
+        .build();
+    let app_old = Cc::new("cc", APP_OLD, bin.join("app-old"))
+        .link(&libold1)
+        .build();
+    Some(Pool {
+        _tmp: tmp,
+        pool,
+        glibc,
+        bar,
+        bar2,
+        app,
+        app_old,
+    })
+}
+
+/// `adopt ARGS... FILE --from POOL`: (exit code, stdout, stderr).
+fn adopt(p: &Pool, args: &[&str], file: &Path) -> (i32, String, String) {
+    let o = run(shrinkwrap()
+        .arg("adopt")
+        .args(args)
+        .arg(file)
+        .arg("--from")
+        .arg(&p.pool));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn two_versions_fail_listing_both_and_prefer_chooses() {
+    let Some(p) = build() else { return };
+    let before = std::fs::read(&p.app).unwrap();
+    let (code, out, err) = adopt(&p, &["--dry-run"], &p.app);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = format!("shrinkwrap: {}: libbar.so.1 (needed by ", p.app.display());
+    assert!(err.starts_with(&line), "{err}");
+    assert!(err.contains("2 candidates"), "{err}");
+    for d in [&p.bar, &p.bar2] {
+        assert!(err.contains(&s(&d.join("libbar.so.1"))), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(&p.app).unwrap(),
+        before,
+        "the file is untouched"
+    );
+
+    let bar2 = s(&p.bar2);
+    let (code, out, err) = adopt(&p, &["--dry-run", "--json", "--prefer", &bar2], &p.app);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let libs = &v["files"][0]["libraries"];
+    let path_of = |name: &str| {
+        libs.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .map(|l| l["path"].as_str().unwrap().to_string())
+    };
+    assert_eq!(path_of("libbar.so.1"), Some(s(&p.bar2.join("libbar.so.1"))));
+    // The i686 libfoo is never a candidate; the x86_64 one is the only fit.
+    assert!(
+        path_of("libfoo.so.1").unwrap().contains("-foo/lib/"),
+        "{out}"
+    );
+    assert_eq!(path_of("libc.so.6"), Some(s(&p.glibc.join("libc.so.6"))));
+    assert_eq!(
+        v["files"][0]["interpreter"],
+        s(&p.glibc.join("ld-linux-x86-64.so.2"))
+    );
+}
+
+#[test]
+fn print_env_runs_the_unmodified_program_under_the_pool_loader() {
+    let Some(p) = build() else { return };
+    let before = std::fs::read(&p.app).unwrap();
+    let bar1 = s(&p.bar);
+    let (code, out, err) = adopt(&p, &["--print-env", "--prefer", &bar1], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(&p.app).unwrap(),
+        before,
+        "--print-env edits nothing"
+    );
+    let var = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {out}"))
+            .trim_matches('\'')
+            .to_string()
+    };
+    let (ld, path) = (var("NIX_LD"), var("NIX_LD_LIBRARY_PATH"));
+    assert_eq!(ld, s(&p.glibc.join("ld-linux-x86-64.so.2")));
+    // nix-ld's stand-in: the pool's loader run directly with the library path.
+    let ran = run(Command::new(&ld)
+        .arg("--library-path")
+        .arg(&path)
+        .arg(&p.app)
+        .env_clear());
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "41\n", "{ran:?}");
+}
+
+#[test]
+fn a_lock_pins_the_choices_and_a_changed_pinned_library_fails() {
+    let Some(p) = build() else { return };
+    let lock = p.pool.parent().unwrap().join("app.lock.json");
+    let bar2 = s(&p.bar2);
+    let lock_s = s(&lock);
+    // --dry-run writes no lock; a real choice (--print-env) does.
+    let (code, _, err) = adopt(
+        &p,
+        &["--dry-run", "--json", "--lock", &lock_s, "--prefer", &bar2],
+        &p.app,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!lock.exists(), "--dry-run wrote the lock");
+    let (code, first, err) = adopt(
+        &p,
+        &["--print-env", "--lock", &lock_s, "--prefer", &bar2],
+        &p.app,
+    );
+    assert_eq!(code, 0, "{err}");
+    let pins: Value = serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    assert_eq!(pins["version"], 1);
+    let bar = &pins["libraries"]["libbar.so.1"];
+    assert_eq!(bar["path"], s(&p.bar2.join("libbar.so.1")));
+    assert_eq!(bar["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(bar["exact"], true);
+    // With the lock, nothing is asked and nothing needs preferring: the same choices.
+    let (code, again, err) = adopt(&p, &["--print-env", "--lock", &lock_s], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again, first);
+    // The pinned library changes: a clear failure, unless --update-lock.
+    Cc::new("cc", BAR, p.bar2.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .arg("-DCHANGED=1")
+        .arg("-O2")
+        .build();
+    let (code, _, err) = adopt(&p, &["--print-env", "--lock", &lock_s], &p.app);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("libbar.so.1 is pinned to") && err.contains("its content changed"),
+        "{err}"
+    );
+    let (code, _, err) = adopt(
+        &p,
+        &[
+            "--print-env",
+            "--lock",
+            &lock_s,
+            "--update-lock",
+            "--prefer",
+            &bar2,
+        ],
+        &p.app,
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_nearest_version_is_offered_never_taken() {
+    let Some(p) = build() else { return };
+    let (code, _, err) = adopt(&p, &["--dry-run"], &p.app_old);
+    assert_eq!(code, 1);
+    assert!(err.contains("libold.so.1"), "{err}");
+    assert!(err.contains("no exact match"), "{err}");
+    assert!(err.contains("libold.so.2"), "{err}");
+}
+
+#[test]
+fn of_two_glibc_copies_the_one_the_closure_agrees_with_is_taken_or_none_is() {
+    let Some(p) = build() else { return };
+    // Two more glibc builds; libbar rebuilt naming glibc B in its RUNPATH (built against it).
+    let a = copy_glibc(&p.pool, "glibc-a");
+    let b = copy_glibc(&p.pool, "glibc-b");
+    std::fs::remove_dir_all(p.glibc.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(p.bar2.parent().unwrap()).unwrap();
+    let libbar = Cc::new("cc", BAR, p.bar.join("libbar.so.1"))
+        .shared(Some("libbar.so.1"))
+        .runpath(&s(&b))
+        .build();
+    let (code, out, err) = adopt(&p, &["--dry-run", "--json"], &p.app);
+    assert_eq!(code, 0, "the one glibc libbar agrees with is taken: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["files"][0]["interpreter"],
+        s(&b.join("ld-linux-x86-64.so.2")),
+        "{out}"
+    );
+    // Now libfoo names glibc A: no glibc fits both, and nothing is mixed.
+    let foo_dir = p.pool.join(format!("{}-foo", fake_hash("foo"))).join("lib");
+    Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
+        .shared(Some("libfoo.so.1"))
+        .runpath(&format!("{}:{}", s(&a), s(&p.bar)))
+        .link(&libbar)
+        .build();
+    let (code, _, err) = adopt(&p, &["--dry-run"], &p.app);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was built against the glibc in"), "{err}");
+    assert!(err.contains("one process cannot mix them"), "{err}");
+}
