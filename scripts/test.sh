@@ -14,7 +14,7 @@ packages=(
   gcc libc6-dev
   gcc-i686-linux-gnu gcc-aarch64-linux-gnu gcc-s390x-linux-gnu gcc-powerpc-linux-gnu
   libc6-dev-i386-cross libc6-dev-arm64-cross libc6-dev-s390x-cross libc6-dev-powerpc-cross
-  qemu-user elfutils strace shellcheck patchelf nix-bin python3-venv
+  qemu-user elfutils strace shellcheck patchelf nix-bin python3-venv tmux
 )
 
 missing=()

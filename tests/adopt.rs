@@ -301,3 +301,86 @@ fn of_two_glibc_copies_the_one_the_closure_agrees_with_is_taken_or_none_is() {
     assert!(err.contains("was built against the glibc in"), "{err}");
     assert!(err.contains("one process cannot mix them"), "{err}");
 }
+
+/// Polls `ready` every 50 ms for up to 20 s (a condition, not a guess at how long to wait).
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// On a real terminal (tmux), the two libbar candidates are offered and the second listed is
+/// taken with Down, Enter; what the run prints is that choice.
+#[test]
+fn the_choice_is_asked_on_a_terminal() {
+    let Some(p) = build() else { return };
+    if !have("tmux") {
+        return;
+    }
+    let dir = p.pool.parent().unwrap();
+    let (out, done) = (dir.join("out.json"), dir.join("done"));
+    let session = format!("shrinkwrap-adopt-{}", std::process::id());
+    let socket = dir.join("tmux.sock");
+    let script = format!(
+        "{} adopt --dry-run --json {} --from {} > {} ; echo $? > {}",
+        env!("CARGO_BIN_EXE_shrinkwrap"),
+        s(&p.app),
+        s(&p.pool),
+        s(&out),
+        s(&done)
+    );
+    let tmux = |args: &[&str]| {
+        run(Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .env_remove("TMUX"))
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &script,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    wait_until("the question", || screen().contains("which libbar.so.1?"));
+    let shown = screen();
+    for d in [&p.bar, &p.bar2] {
+        assert!(shown.contains(&s(&d.join("libbar.so.1"))), "{shown}");
+    }
+    // Take the second one listed.
+    let at = |d: &PathBuf| shown.find(&s(&d.join("libbar.so.1"))).unwrap();
+    let second = if at(&p.bar) < at(&p.bar2) {
+        &p.bar2
+    } else {
+        &p.bar
+    };
+    tmux(&["send-keys", "-t", &session, "Down", "Enter"]);
+    wait_until("the run to end", || {
+        done.exists() && std::fs::read_to_string(&done).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let _ = tmux(&["kill-server"]);
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let bar = v["files"][0]["libraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "libbar.so.1")
+        .unwrap()
+        .clone();
+    assert_eq!(bar["path"], s(&second.join("libbar.so.1")));
+}

@@ -143,8 +143,10 @@ fn adopt_one(
         pins: pinned,
         update_pins: args.update_lock,
     };
-    // Nobody to ask yet: what stays undecided fails, listing the candidates.
-    let adoption = choose::choose(&ef.info, &root_path, index, &prefs, &mut |_, _, _| None)
+    // On a terminal the user picks what nothing else decides; without one, the run fails
+    // listing the candidates.
+    let mut ask = |name: &str, libs: &[&Lib], exact: bool| ask_on_terminal(file, name, libs, exact);
+    let adoption = choose::choose(&ef.info, &root_path, index, &prefs, &mut ask)
         .map_err(|t| t.iter().map(|t| t.to_string()).collect::<Vec<_>>())?;
     let interpreter = interpreter(args, &ef.info, index, &adoption, pinned).map_err(one)?;
     let libraries: Vec<Library> = adoption
@@ -312,6 +314,38 @@ fn pin(pinned: &mut Option<Pins>, index: &Index, entry: &Entry) {
             },
         );
     }
+}
+
+/// Asks, on the terminal (stdin and stderr both one), which of `libs` `file` gets for `name`;
+/// `None` without a terminal, or when the user escapes. Inexact candidates (other versions)
+/// say so.
+fn ask_on_terminal(file: &Path, name: &str, libs: &[&Lib], exact: bool) -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let items: Vec<String> = libs
+        .iter()
+        .map(|l| match (exact, &l.info.soname) {
+            (true, _) => l.path.display().to_string(),
+            (false, Some(so)) => format!("{}  (inexact: {so})", l.path.display()),
+            (false, None) => format!("{}  (inexact)", l.path.display()),
+        })
+        .collect();
+    let prompt = match exact {
+        true => format!("{}: which {name}?", file.display()),
+        false => format!(
+            "{}: {name} is not in the pool; use another version instead?",
+            file.display()
+        ),
+    };
+    dialoguer::Select::new()
+        .with_prompt(prompt)
+        .items(&items)
+        .default(0)
+        .interact_on_opt(&dialoguer::console::Term::stderr())
+        .ok()
+        .flatten()
 }
 
 /// `s` quoted for a POSIX shell when it needs it.
