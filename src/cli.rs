@@ -197,6 +197,10 @@ pub struct AdoptArgs {
     /// The Nix store directory [default: $NIX_STORE_DIR, else /nix/store].
     #[arg(long = "store-dir", value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
+    /// Read every library of the pool afresh, and keep no index cache
+    /// ($XDG_CACHE_HOME/shrinkwrap/pool-index.json).
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
 }
 
 /// Arguments of `explain`.

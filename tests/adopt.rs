@@ -121,7 +121,8 @@ fn adopt(p: &Pool, args: &[&str], file: &Path) -> (i32, String, String) {
         .args(args)
         .arg(file)
         .arg("--from")
-        .arg(&p.pool));
+        .arg(&p.pool)
+        .env("XDG_CACHE_HOME", p.pool.parent().unwrap().join("cache")));
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -383,4 +384,24 @@ fn the_choice_is_asked_on_a_terminal() {
         .unwrap()
         .clone();
     assert_eq!(bar["path"], s(&second.join("libbar.so.1")));
+}
+
+/// The index cache is written, and a library changed after it was cached is seen as it is now:
+/// libbar in bar-1 replaced by a file that is not a library leaves bar-2's the only one, taken
+/// without a question.
+#[test]
+fn the_index_cache_notices_a_changed_file() {
+    let Some(p) = build() else { return };
+    let (code, _, err) = adopt(&p, &["--dry-run"], &p.app);
+    assert_eq!(code, 1, "two libbar: {err}");
+    let cache = p
+        .pool
+        .parent()
+        .unwrap()
+        .join("cache/shrinkwrap/pool-index.json");
+    assert!(cache.exists(), "no cache at {}", cache.display());
+    std::fs::write(p.bar.join("libbar.so.1"), b"not a library any more").unwrap();
+    let (code, out, err) = adopt(&p, &["--dry-run"], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&s(&p.bar2.join("libbar.so.1"))), "{out}");
 }

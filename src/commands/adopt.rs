@@ -39,7 +39,11 @@ pub fn run(args: &AdoptArgs) -> Outcome {
         },
         None => None,
     };
-    let index = index::scan(&args.from, &store);
+    let cache = match args.no_cache {
+        true => None,
+        false => crate::pool::cache::default_path(),
+    };
+    let index = index::scan(&args.from, &store, cache.as_deref());
     for (dir, why) in &index.unreadable {
         eprintln!(
             "shrinkwrap: warning: {}: {why}; not searched",

@@ -17,21 +17,21 @@ pub use read::{
 };
 
 /// ELF class: 32- or 64-bit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Class {
     Elf32,
     Elf64,
 }
 
 /// Byte order of the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Endian {
     Little,
     Big,
 }
 
 /// What a file is, as far as dynamic linking is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A dynamically linked executable; `pie` for position-independent ones (`ET_DYN`).
     Executable { pie: bool },
@@ -68,7 +68,7 @@ impl Kind {
 }
 
 /// One `Elf_Verneed` entry: a library named in `vn_file` and the versions required from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionNeed {
     pub file: String,
     pub versions: Vec<String>,
@@ -80,7 +80,7 @@ pub const DF_1_NODEFLIB: u64 = 0x800;
 pub const DF_1_PIE: u64 = 0x0800_0000;
 
 /// Everything shrinkwrap needs to know about one ELF file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ElfInfo {
     pub class: Class,
     pub endian: Endian,

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use std::os::unix::fs::MetadataExt;
+
+use super::cache::{Cache, Entry, Stamp};
 use crate::elf::{read_elf_file, ElfInfo};
 use crate::store::StoreDir;
 
@@ -49,8 +52,9 @@ const LIB_DIRS: &[&str] = &["lib", "lib64", "lib32"];
 
 /// Indexes every shared library under `dirs`. A directory that is a store directory (its
 /// entries are store paths, e.g. `/nix/store`) is indexed through each path's `lib`, `lib64`
-/// and `lib32`; any other directory (a store path among them) is searched recursively.
-pub fn scan(dirs: &[PathBuf], store: &StoreDir) -> Index {
+/// and `lib32`; any other directory (a store path among them) is searched recursively. Files
+/// the cache (`cache_path`) knows unchanged are not opened; the cache is updated.
+pub fn scan(dirs: &[PathBuf], store: &StoreDir, cache_path: Option<&Path>) -> Index {
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
     for dir in dirs {
@@ -71,7 +75,40 @@ pub fn scan(dirs: &[PathBuf], store: &StoreDir) -> Index {
     }
     files.sort();
     files.dedup();
-    let libs: Vec<Lib> = files.par_iter().filter_map(|p| read_lib(p)).collect();
+    let mut cache = Cache::load(cache_path);
+    let seen: Vec<(PathBuf, Entry, Option<Lib>)> = files
+        .par_iter()
+        .filter_map(|p| {
+            let meta = std::fs::metadata(p).ok().filter(|m| m.is_file())?;
+            let stamp = Stamp::of(&meta);
+            let info = match cache.get(p, stamp) {
+                Some(e) => e.lib.clone(),
+                None => read_library(p),
+            };
+            let lib = info.clone().map(|info| Lib {
+                name: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                path: p.clone(),
+                info,
+                size: meta.len(),
+                file_id: (meta.dev(), meta.ino()),
+            });
+            Some((p.clone(), Entry { stamp, lib: info }, lib))
+        })
+        .collect();
+    let mut libs = Vec::new();
+    let mut fresh = Vec::new();
+    for (p, e, lib) in seen {
+        fresh.push((p, e));
+        libs.extend(lib);
+    }
+    if cache_path.is_some() {
+        cache.update(dirs, fresh);
+        cache.save(cache_path);
+    }
     Index { libs, unreadable }
 }
 
@@ -121,27 +158,10 @@ fn looks_like_library(name: &str) -> bool {
 }
 
 /// A shared library's facts; `None` for anything else (not ELF, not a library, unreadable).
-fn read_lib(path: &Path) -> Option<Lib> {
-    use std::os::unix::fs::MetadataExt;
+fn read_library(path: &Path) -> Option<ElfInfo> {
     let file = std::fs::File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
     let ef = read_elf_file(&file).ok()?;
-    if !ef.info.kind.is_dynamic() {
-        return None;
-    }
     let is_library =
         matches!(ef.info.kind, crate::elf::Kind::SharedLibrary) || ef.info.soname.is_some();
-    if !is_library {
-        return None;
-    }
-    Some(Lib {
-        name: path.file_name()?.to_string_lossy().into_owned(),
-        path: path.to_path_buf(),
-        info: ef.info,
-        size: meta.len(),
-        file_id: (meta.dev(), meta.ino()),
-    })
+    (ef.info.kind.is_dynamic() && is_library).then_some(ef.info)
 }

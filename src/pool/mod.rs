@@ -2,6 +2,7 @@
 //! directories (store paths, a whole store, any directory), one chosen per name with one
 //! glibc for the closure, and the choices pinned in a lock file.
 
+pub mod cache;
 pub mod choose;
 pub mod index;
 pub mod pins;
