@@ -7,8 +7,9 @@
 //! store. Stamping again writes nothing; another interpreter restamps it exactly as a fresh
 //! stamp of the original would; a stamp without the flag gives it back its original
 //! interpreter; `unwrap` gives back the original bytes; strip keeps it running. A library is
-//! refused, untouched. x86_64 PIE and non-PIE (the shifted layout declines a new interpreter:
-//! in place), and i686 under qemu.
+//! refused, untouched; naming the current interpreter is no change. x86_64 PIE and non-PIE
+//! (also one the shifted layout takes for a plain stamp: it declines a new interpreter, which
+//! is written in place), and i686 under qemu.
 
 mod common;
 
@@ -115,7 +116,7 @@ impl Fixture {
     }
 }
 
-fn build(a: &Arch, extra: &[&str]) -> Fixture {
+fn build(a: &Arch, src: &str, extra: &[&str]) -> Fixture {
     let st = Store::new();
     let loader_name = a.loader.file_name().unwrap().to_string_lossy().into_owned();
     let glibc = ["glibc", "glibc-other"].map(|name| {
@@ -128,7 +129,7 @@ fn build(a: &Arch, extra: &[&str]) -> Fixture {
     let libsmall = Cc::new(a.gcc, SMALL, small_dir.join("libsmall.so.1"))
         .shared(Some("libsmall.so.1"))
         .build();
-    let mut cc = Cc::new(a.gcc, APP, st.package("app").join("bin/app"))
+    let mut cc = Cc::new(a.gcc, src, st.package("app").join("bin/app"))
         .runpath(&s(&small_dir))
         .link(&libsmall);
     for e in extra {
@@ -185,8 +186,8 @@ fn names(paths: &[String]) -> Vec<String> {
 }
 
 /// Everything the module documentation promises, for one architecture and link shape.
-fn check(a: &Arch, extra: &[&str]) {
-    let f = build(a, extra);
+fn check(a: &Arch, src: &str, extra: &[&str]) {
+    let f = build(a, src, extra);
     let what = format!("{} {extra:?}", a.gcc);
     let original = std::fs::read(&f.app).unwrap();
     let original_interp = readelf_interp(&f.app);
@@ -323,28 +324,64 @@ fn check(a: &Arch, extra: &[&str]) {
 #[test]
 fn x86_64_pie_program_gets_the_store_interpreter() {
     if let Some(a) = x86_64() {
-        check(&a, &["-pie"]);
+        check(&a, APP, &["-pie"]);
     }
 }
 
 #[test]
 fn x86_64_non_pie_program_gets_the_store_interpreter() {
     if let Some(a) = x86_64() {
-        check(&a, &["-no-pie"]);
+        check(&a, APP, &["-no-pie"]);
     }
+}
+
+/// A non-PIE program with a `.dynstr` far larger than a page: a plain stamp shifts it (checked
+/// here), a stamp with a new interpreter is written in place instead, and every promise holds.
+#[test]
+fn x86_64_program_the_shifted_layout_would_take_gets_the_store_interpreter() {
+    let Some(a) = x86_64() else { return };
+    let src = common::exporting(APP);
+    let extra = ["-no-pie", "-rdynamic"];
+    let f = build(&a, &src, &extra);
+    let load_before = common::first_load(&f.app).0;
+    let (code, _, err) = f.stamp(&f.app, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        common::first_load(&f.app).0 < load_before,
+        "a plain stamp of this program is not the shifted layout"
+    );
+    check(&a, &src, &extra);
+}
+
+/// `--set-interpreter` naming the interpreter the file has already: a plain stamp, byte for
+/// byte.
+#[test]
+fn the_current_interpreter_is_no_change() {
+    let Some(a) = x86_64() else { return };
+    let f = build(&a, APP, &[]);
+    let plain = f.copy("plain");
+    let (code, _, err) = f.stamp(&plain, None);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = sw(&["stamp", "--set-interpreter", LOADER], &f.app);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(readelf_interp(&f.app), LOADER);
+    assert_eq!(
+        std::fs::read(&f.app).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
 }
 
 #[test]
 fn i686_program_gets_the_store_interpreter() {
     if let Some(a) = i686() {
-        check(&a, &[]);
+        check(&a, APP, &[]);
     }
 }
 
 #[test]
 fn bad_interpreters_are_usage_errors() {
     let Some(a) = x86_64() else { return };
-    let f = build(&a, &[]);
+    let f = build(&a, APP, &[]);
     let before = std::fs::read(&f.app).unwrap();
     let libc = s(&f.glibc[0].join("libc.so.6"));
     for (args, says) in [
