@@ -55,16 +55,13 @@ pub(super) fn build(
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
-    // The PT_INTERP a new interpreter replaces: (index, offset, address, length).
+    // The PT_INTERP a new interpreter replaces: (offset, address, length).
     let old_interp = interpreter
         .map(|_| {
             ef.phdrs
                 .iter()
-                .position(|p| p.p_type == ph::PT_INTERP)
-                .map(|i| {
-                    let p = &ef.phdrs[i];
-                    (i, p.p_offset, p.p_vaddr, p.p_filesz)
-                })
+                .find(|p| p.p_type == ph::PT_INTERP)
+                .map(|p| (p.p_offset, p.p_vaddr, p.p_filesz))
                 .ok_or_else(|| WriteError::Unsupported("it has no PT_INTERP to change".into()))
         })
         .transpose()?;
@@ -141,7 +138,7 @@ pub(super) fn build(
     if let Some(m) = &moved {
         for &(a, b) in m {
             // The old `.interp`, being replaced, is not copied: the new string goes below.
-            if old_interp.is_some_and(|(_, off, _, len)| (a, b) == (off, off + len)) {
+            if old_interp.is_some_and(|(off, _, len)| (a, b) == (off, off + len)) {
                 continue;
             }
             pad_to(&mut seg, 16);
@@ -307,7 +304,7 @@ pub(super) fn build(
             }
             None => {}
         }
-        if let (Some(rel), Some((_, off, vaddr, len))) = (interp_rel, old_interp) {
+        if let (Some(rel), Some((off, vaddr, len))) = (interp_rel, old_interp) {
             if is_interp_section(&s, off, vaddr, len) {
                 s.sh_offset = seg_off + rel;
                 s.sh_addr = addr(rel);
