@@ -99,6 +99,11 @@ pub struct StampArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Set PT_INTERP to PATH (an absolute path to a dynamic loader) in the same write, as
+    /// patchelf --set-interpreter does. Programs only. Implies --interpreter PATH: the closure
+    /// is resolved as PATH will load it.
+    #[arg(long = "set-interpreter", value_name = "PATH")]
+    pub set_interpreter: Option<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]

@@ -56,13 +56,19 @@ pub fn to_stderr(line: &str) {
 /// Checks the resolver options before any file is read: an `--interpreter` that is not a
 /// dynamic loader is refused (one line on stderr, exit 2).
 pub fn check_options(args: &ResolveArgs) -> Result<(), Outcome> {
-    if let Some(path) = &args.interpreter {
-        if let Err(why) = check_interpreter(path) {
-            eprintln!("shrinkwrap: --interpreter {path}: {why}");
-            return Err(Outcome::Usage);
-        }
+    match &args.interpreter {
+        Some(path) => check_loader_option("--interpreter", path),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Refuses (one line on stderr naming `flag`, exit 2) a `path` given as a dynamic loader that
+/// is not one.
+pub fn check_loader_option(flag: &str, path: &str) -> Result<(), Outcome> {
+    check_interpreter(path).map_err(|why| {
+        eprintln!("shrinkwrap: {flag} {path}: {why}");
+        Outcome::Usage
+    })
 }
 
 /// Whether `path` can be a dynamic loader: an ELF shared object with an entry point that needs

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_options, plan_options, policy, print, Outcome};
+use super::{check_loader_option, check_options, plan_options, policy, print, Outcome};
 use crate::cli::StampArgs;
 use crate::lock;
 use crate::plan::{self, NotPlanned, Plan, Policy};
@@ -15,6 +15,8 @@ enum Done {
     Stamped {
         plan: Plan,
         grew_by: u64,
+        /// The PT_INTERP written (`--set-interpreter`).
+        interpreter: Option<String>,
     },
     /// Nothing was written: already stamped, or (`why`) the plan changes nothing.
     Unchanged {
@@ -23,6 +25,7 @@ enum Done {
     },
     Planned {
         plan: Plan,
+        interpreter: Option<String>,
     },
     NothingToDo(&'static str),
     /// The file the error is about (FILE, or OUT for an error writing it) and why.
@@ -37,16 +40,43 @@ pub fn run(args: &StampArgs) -> Outcome {
         eprintln!("shrinkwrap: -o/--output takes exactly one FILE");
         return Outcome::Usage;
     }
-    if let Err(outcome) = check_options(&args.resolve) {
+    let set_interpreter = args.set_interpreter.as_deref();
+    let mut resolve = args.resolve.clone();
+    if let Some(p) = set_interpreter {
+        // The closure is resolved as the new interpreter will load it, so glibc's parts come
+        // from its build; resolving as another loader would plan a closure the file never gets.
+        if !p.starts_with('/') {
+            eprintln!("shrinkwrap: --set-interpreter {p}: must be an absolute path (the kernel resolves a relative one against the working directory)");
+            return Outcome::Usage;
+        }
+        if let Err(outcome) = check_loader_option("--set-interpreter", p) {
+            return outcome;
+        }
+        match &resolve.interpreter {
+            Some(q) if q != p => {
+                eprintln!("shrinkwrap: --set-interpreter {p} and --interpreter {q} disagree: the closure is resolved as the interpreter the file will have");
+                return Outcome::Usage;
+            }
+            _ => resolve.interpreter = Some(p.to_string()),
+        }
+    }
+    if let Err(outcome) = check_options(&resolve) {
         return outcome;
     }
-    let resolver = Resolver::new(plan_options(&args.resolve));
+    let resolver = Resolver::new(plan_options(&resolve));
     let policy = policy(&args.policy);
     let mut outcome = Outcome::Success;
     let mut done_all = Vec::new();
     for file in &args.files {
         let target = args.output.clone().unwrap_or_else(|| file.clone());
-        let done = stamp_one(&resolver, &policy, file, &target, args.dry_run);
+        let done = stamp_one(
+            &resolver,
+            &policy,
+            file,
+            &target,
+            set_interpreter,
+            args.dry_run,
+        );
         if let Done::Failed(about, why) = &done {
             eprintln!("shrinkwrap: {}: {why}", about.display());
             outcome = Outcome::FileFailed;
@@ -71,24 +101,35 @@ fn stamp_one(
     policy: &Policy,
     file: &Path,
     target: &Path,
+    interpreter: Option<&str>,
     dry_run: bool,
 ) -> Done {
-    let plan = match plan::plan_file(resolver, policy, file) {
+    let plan = match plan::plan_file_to(resolver, policy, file, interpreter) {
         Ok(p) => p,
         Err(NotPlanned::NothingToDo(kind)) => return Done::NothingToDo(kind),
         Err(e) => return Done::Failed(file.to_path_buf(), e.to_string()),
     };
+    let interpreter = interpreter.map(str::to_string);
     if dry_run {
-        return Done::Planned { plan };
+        return Done::Planned { plan, interpreter };
     }
     let values: Vec<String> = plan.needed.iter().map(|n| n.value.clone()).collect();
+    let to = write::Target {
+        needed: &values,
+        interpreter: interpreter.as_deref(),
+    };
+    let write = |f: &Path| write::stamp_file_to(f, &to, write::ReadOnly::Refuse);
     let result = if target == file {
-        write::stamp_file(file, &values).map_err(|e| (file, e))
+        write(file).map_err(|e| (file, e))
     } else {
-        write_copy(file, target, |tmp| write::stamp_file(tmp, &values))
+        write_copy(file, target, write)
     };
     match result {
-        Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped { plan, grew_by },
+        Ok(write::Outcome::Stamped { grew_by }) => Done::Stamped {
+            plan,
+            grew_by,
+            interpreter,
+        },
         Ok(write::Outcome::Unchanged) => {
             let why = plan.nothing_to_stamp(policy);
             Done::Unchanged { plan, why }
@@ -146,17 +187,32 @@ fn human(target: &Path, done: &Done) -> String {
     let t = target.display();
     let mut s = match done {
         // Our earlier stamp undone, the plan being to change nothing.
-        Done::Stamped { plan, .. } if plan.changes_nothing() => {
+        Done::Stamped {
+            plan,
+            interpreter: None,
+            ..
+        } if plan.changes_nothing() => {
             format!("{t}: restored its original, which has nothing to stamp\n")
         }
-        Done::Stamped { plan, grew_by } => {
+        Done::Stamped {
+            plan,
+            grew_by,
+            interpreter,
+        } => {
             let (replaced, added) = counts(plan);
-            format!("{t}: stamped {replaced} replaced, {added} added (+{grew_by} bytes)\n")
+            let interp = interpreter
+                .as_ref()
+                .map(|p| format!(", interpreter {p}"))
+                .unwrap_or_default();
+            format!("{t}: stamped {replaced} replaced, {added} added{interp} (+{grew_by} bytes)\n")
         }
         Done::Unchanged { why: None, .. } => format!("{t}: already stamped, unchanged\n"),
         Done::Unchanged { why: Some(why), .. } => format!("{t}: nothing to stamp: {why}\n"),
-        Done::Planned { plan } => {
+        Done::Planned { plan, interpreter } => {
             let mut s = format!("{t}: would write {} DT_NEEDED entries\n", plan.needed.len());
+            if let Some(p) = interpreter {
+                s.push_str(&format!("    interpreter {p}\n"));
+            }
             for n in &plan.needed {
                 match &n.original {
                     Some(o) if *o == n.value => s.push_str(&format!("    keep    {o}\n")),
@@ -169,7 +225,8 @@ fn human(target: &Path, done: &Done) -> String {
         Done::NothingToDo(kind) => format!("{t}: {kind}, not dynamically linked: nothing to do\n"),
         Done::Failed(..) => String::new(),
     };
-    if let Done::Stamped { plan, .. } | Done::Unchanged { plan, .. } | Done::Planned { plan } = done
+    if let Done::Stamped { plan, .. } | Done::Unchanged { plan, .. } | Done::Planned { plan, .. } =
+        done
     {
         for w in &plan.warnings {
             s.push_str(&format!("  warning: {w}\n"));
@@ -190,15 +247,23 @@ fn counts(plan: &Plan) -> (usize, usize) {
 
 fn report<'a>(target: &'a Path, done: &'a Done) -> rep::FileEntry<'a> {
     match done {
-        Done::Stamped { plan, grew_by } => rep::FileEntry {
+        Done::Stamped {
+            plan,
+            grew_by,
+            interpreter,
+        } => rep::FileEntry {
             grew_by: Some(*grew_by),
+            interpreter: interpreter.as_deref(),
             ..rep::FileEntry::new(target, "stamped", Some(plan))
         },
         Done::Unchanged { plan, why } => rep::FileEntry {
             reason: Some(why.unwrap_or("already stamped")),
             ..rep::FileEntry::new(target, "unchanged", Some(plan))
         },
-        Done::Planned { plan } => rep::FileEntry::new(target, "planned", Some(plan)),
+        Done::Planned { plan, interpreter } => rep::FileEntry {
+            interpreter: interpreter.as_deref(),
+            ..rep::FileEntry::new(target, "planned", Some(plan))
+        },
         Done::NothingToDo(kind) => rep::FileEntry {
             kind: Some(kind),
             ..rep::FileEntry::new(target, "nothing-to-do", None)

@@ -199,8 +199,28 @@ pub fn read(path: &Path) -> Result<Read, ElfError> {
 
 /// Resolves and plans one file (a file we stamped before: from its original).
 pub fn plan_file(resolver: &Resolver, policy: &Policy, file: &Path) -> Result<Plan, NotPlanned> {
+    plan_file_to(resolver, policy, file, None)
+}
+
+/// [`plan_file`] for a stamp that also sets the file's PT_INTERP to `interpreter`: planned as
+/// the file will be, a program of that interpreter, so the loader is lifted under that name
+/// (the one it gives itself). A file without PT_INTERP keeps none (the writer refuses to set
+/// one).
+pub fn plan_file_to(
+    resolver: &Resolver,
+    policy: &Policy,
+    file: &Path,
+    interpreter: Option<&str>,
+) -> Result<Plan, NotPlanned> {
     let file = real_path(file);
-    let r = read(&file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
+    let mut r = read(&file).map_err(|e| NotPlanned::Failed(e.to_string()))?;
+    if let Some(p) = interpreter {
+        let mut info = r.original.take().unwrap_or_else(|| r.own.info.clone());
+        if info.interpreter.is_some() {
+            info.interpreter = Some(p.to_string());
+        }
+        r.original = Some(info);
+    }
     plan_read(resolver, policy, &file, &r)
 }
 

@@ -22,6 +22,9 @@ pub struct FileEntry<'a> {
     pub file: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grew_by: Option<u64>,
+    /// The PT_INTERP a `--set-interpreter` stamp writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

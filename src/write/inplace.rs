@@ -35,10 +35,15 @@ pub(super) struct Stamp {
     pub(super) head: Vec<u8>,
 }
 
+/// Builds the in-place stamp of `ef` with `needed` and, when `Some`, a new PT_INTERP string
+/// (`interpreter`, which differs from the file's): the string goes into the new segment, and
+/// PT_INTERP and the `.interp` section header point at it (the old string stays where it was,
+/// unreferenced, so restoring the head restores the original's interpreter).
 pub(super) fn build(
     file: &dyn Source,
     ef: &ElfFile,
     needed: &[String],
+    interpreter: Option<&str>,
 ) -> Result<Stamp, WriteError> {
     let ctx = ef.ctx;
     let is64 = ctx.container == Container::Big;
@@ -50,6 +55,16 @@ pub(super) fn build(
         return Err(WriteError::Unsupported("not dynamically linked".into()));
     }
     let slots = needed_slots(ef, needed)?;
+    // The PT_INTERP a new interpreter replaces: (offset, address, length).
+    let old_interp = interpreter
+        .map(|_| {
+            ef.phdrs
+                .iter()
+                .find(|p| p.p_type == ph::PT_INTERP)
+                .map(|p| (p.p_offset, p.p_vaddr, p.p_filesz))
+                .ok_or_else(|| WriteError::Unsupported("it has no PT_INTERP to change".into()))
+        })
+        .transpose()?;
 
     // 1. The new string table: old bytes unchanged, new strings appended once each (the
     // record follows them, last).
@@ -122,6 +137,10 @@ pub(super) fn build(
     let mut relocations: Vec<(u64, u64, u64)> = Vec::new(); // (old start, old end, new rel)
     if let Some(m) = &moved {
         for &(a, b) in m {
+            // The old `.interp`, being replaced, is not copied: the new string goes below.
+            if old_interp.is_some_and(|(off, _, len)| (a, b) == (off, off + len)) {
+                continue;
+            }
             pad_to(&mut seg, 16);
             let rel = seg.len() as u64 + a % 16;
             seg.resize(rel as usize, 0);
@@ -131,6 +150,16 @@ pub(super) fn build(
             relocations.push((a, b, rel));
         }
     }
+    // The new interpreter, after the moved pieces (where a moved `.interp` would be): NUL
+    // terminated, read by the kernel through p_offset and by the loader through p_vaddr, both
+    // of which point here.
+    let interp_rel = interpreter.map(|p| {
+        let rel = seg.len() as u64;
+        seg.extend_from_slice(p.as_bytes());
+        seg.push(0);
+        rel
+    });
+    let interp_len = interpreter.map_or(0, |p| p.len() as u64 + 1);
     pad_to(&mut seg, word * 2);
     let dyn_rel = seg.len() as u64;
     let n_dyn = ef.dynamic.len() + (needed.len() - slots.len()) + 1;
@@ -175,6 +204,14 @@ pub(super) fn build(
         phdrs[keep].p_memsz = phdrs[keep].p_filesz;
     }
     for p in &mut phdrs {
+        if let (ph::PT_INTERP, Some(rel)) = (p.p_type, interp_rel) {
+            p.p_offset = seg_off + rel;
+            p.p_vaddr = addr(rel);
+            p.p_paddr = addr(rel);
+            p.p_filesz = interp_len;
+            p.p_memsz = interp_len;
+            continue;
+        }
         match p.p_type {
             ph::PT_DYNAMIC => {
                 p.p_offset = seg_off + dyn_rel;
@@ -267,6 +304,14 @@ pub(super) fn build(
             }
             None => {}
         }
+        if let (Some(rel), Some((off, vaddr, len))) = (interp_rel, old_interp) {
+            if is_interp_section(&s, off, vaddr, len) {
+                s.sh_offset = seg_off + rel;
+                s.sh_addr = addr(rel);
+                s.sh_size = interp_len;
+                return s;
+            }
+        }
         if let Some((d_off, d_addr)) =
             moved_to(s.sh_offset).filter(|_| s.sh_type != sh::SHT_NOBITS && s.sh_size > 0)
         {
@@ -335,7 +380,7 @@ pub(super) fn build(
     };
     verify::output(
         &stamped,
-        ef.info.interpreter.as_deref(),
+        interpreter.or(ef.info.interpreter.as_deref()),
         needed,
         Some(seg_off),
     )?;
@@ -344,6 +389,17 @@ pub(super) fn build(
         tail,
         head,
     })
+}
+
+/// Whether `s` is the `.interp` section of the PT_INTERP at `off`/`vaddr`, `len` bytes long:
+/// the allocated section holding exactly that string (matched by place, not by name, so a
+/// file whose section names were stripped is handled too).
+fn is_interp_section(s: &SectionHeader, off: u64, vaddr: u64, len: u64) -> bool {
+    s.sh_type == sh::SHT_PROGBITS
+        && s.sh_flags & u64::from(sh::SHF_ALLOC) != 0
+        && s.sh_offset == off
+        && s.sh_addr == vaddr
+        && s.sh_size == len
 }
 
 /// The tables whose section headers move to the new segment.

@@ -1,4 +1,5 @@
-//! Writing the stamp: `stamp_file` is the entry point. It takes the file's lock, clears what a
+//! Writing the stamp: `stamp_file` is the entry point (`stamp_file_to` for a [`Target`] that
+//! also sets a new PT_INTERP, which only the in-place layout writes). It takes the file's lock, clears what a
 //! killed run left, puts back the original of an earlier stamp, and writes the plan in
 //! whichever layout grows the file less: in place (`inplace.rs`, one new segment appended and
 //! committed by one `pwrite` at offset 0) or shifted (`shift.rs`, pages inserted after
@@ -25,7 +26,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::elf::stamped as record;
-use crate::elf::{read_elf_file, ElfError, ElfFile};
+use crate::elf::{read_elf_file, read_elf_source, ElfError, ElfFile};
 use crate::lock::{self, Lock};
 
 /// What stamping did.
@@ -97,25 +98,68 @@ pub fn stamp_file(path: &Path, needed: &[String]) -> Result<Outcome, WriteError>
     stamp_file_as(path, needed, ReadOnly::Refuse)
 }
 
-/// [`stamp_file`], with `read_only` saying what to do with a read-only file. The whole
-/// read-plan-write runs under an exclusive lock on the file (`crate::lock`): what is written
-/// depends only on bytes read under it, whatever other runs do at the same time.
+/// [`stamp_file`], with `read_only` saying what to do with a read-only file: [`stamp_file_to`]
+/// with no new interpreter.
 pub fn stamp_file_as(
     path: &Path,
     needed: &[String],
+    read_only: ReadOnly,
+) -> Result<Outcome, WriteError> {
+    let target = Target {
+        needed,
+        interpreter: None,
+    };
+    stamp_file_to(path, &target, read_only)
+}
+
+/// What a stamp writes: the DT_NEEDED list, and optionally a new PT_INTERP.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The whole new DT_NEEDED list: the first entries replace the existing slots in order,
+    /// the rest are inserted after them.
+    pub needed: &'a [String],
+    /// The program interpreter the stamped file names (PT_INTERP, and the `.interp` section);
+    /// `None` keeps the original's. Plans start from originals, so `None` on a file whose
+    /// earlier stamp set one gives that file its original interpreter back.
+    pub interpreter: Option<&'a str>,
+}
+
+/// Stamps `path` with `target` (see [`Target`]), `read_only` saying what to do with a
+/// read-only file. The whole read-plan-write runs under an exclusive lock on the file
+/// (`crate::lock`): what is written depends only on bytes read under it, whatever other runs
+/// do at the same time. A new interpreter is written by the in-place layout only (`inplace.rs`);
+/// a file without PT_INTERP (a library) cannot be given one.
+pub fn stamp_file_to(
+    path: &Path,
+    target: &Target,
     read_only: ReadOnly,
 ) -> Result<Outcome, WriteError> {
     // Held until we return: no other run reads or writes the file meanwhile. A read-only file
     // is locked through a second descriptor (`_locked`), opened for reading.
     let (file, _locked) = open_for_writing(path, read_only)?;
     let ef = read_cleared(path, &file)?;
-    if ef.info.needed == needed {
+    if let Some(p) = target.interpreter {
+        settable_interpreter(&ef, p)?;
+    }
+    let needed = target.needed;
+    let ours = record::ours(&file, &ef)?;
+    // The interpreter the result names: the target's, else the original's (a file changed
+    // after its stamp has no original to ask: its own).
+    let wanted_interpreter = |ours: &record::Ours| -> Result<Option<String>, WriteError> {
+        Ok(match (target.interpreter, ours) {
+            (Some(p), _) => Some(p.to_string()),
+            (None, record::Ours::Original(original)) => read_elf_source(original)?.info.interpreter,
+            (None, _) => ef.info.interpreter.clone(),
+        })
+    };
+    if ef.info.needed == needed && ef.info.interpreter == wanted_interpreter(&ours)? {
         return Ok(Outcome::Unchanged);
     }
     // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
-    // stacks stamps and the result depends only on the original and the plan.
-    let previous = ef.info.needed.clone();
-    let restored = match record::ours(&file, &ef)? {
+    // stacks stamps and the result depends only on the original and the target.
+    let previous_needed = ef.info.needed.clone();
+    let previous_interpreter = ef.info.interpreter.clone();
+    let restored = match ours {
         record::Ours::No => None,
         record::Ours::Original(original) => Some(restore::restore(&original, path)?),
         record::Ours::Changed(_) => {
@@ -134,22 +178,49 @@ pub fn stamp_file_as(
             (file, ef)
         }
     };
-    if ef.info.needed == needed {
-        // Restored, and the plan keeps the original's entries: the original is what one run
-        // on it leaves (not a segment that changes nothing).
+    let new_interpreter = target
+        .interpreter
+        .filter(|&p| ef.info.interpreter.as_deref() != Some(p));
+    if ef.info.needed == needed && new_interpreter.is_none() {
+        // Restored, and the target keeps the original's entries and interpreter: the original
+        // is what one run on it leaves (not a segment that changes nothing).
         return Ok(Outcome::Stamped { grew_by: 0 });
     }
-    let result = write_plan(path, &file, &ef, needed);
+    let result = write_plan(path, &file, &ef, needed, new_interpreter);
     if result.is_err() && was_restored {
-        // The new plan failed on the restored original (a header rule, no room, a write
-        // error): stamp the original with the previous plan again, which gives back the bytes
-        // of the earlier stamp (stamping is deterministic), so a failed run leaves the file as
-        // it found it. Best effort: the error reported is the new plan's.
+        // The new target failed on the restored original (a header rule, no room, a write
+        // error): stamp the original with the previous target again, which gives back the
+        // bytes of the earlier stamp (stamping is deterministic), so a failed run leaves the
+        // file as it found it. Best effort: the error reported is the new target's.
         if let Ok(ef) = read_elf_file(&file) {
-            let _ = write_plan(path, &file, &ef, &previous);
+            let previous_new = previous_interpreter
+                .as_deref()
+                .filter(|&p| ef.info.interpreter.as_deref() != Some(p));
+            let _ = write_plan(path, &file, &ef, &previous_needed, previous_new);
         }
     }
     result
+}
+
+/// Refuses an interpreter that cannot be set on `ef`: a file without PT_INTERP (a library,
+/// whose loader is whatever program loads it), or a string the loader cannot take.
+fn settable_interpreter(ef: &ElfFile, interpreter: &str) -> Result<(), WriteError> {
+    let refuse = |why: String| Err(WriteError::Unsupported(why));
+    if ef.info.interpreter.is_none() {
+        return refuse(format!(
+            "it has no PT_INTERP to set to {interpreter} (a library is run by the loader of the program that loads it)"
+        ));
+    }
+    // The kernel reads at most MAX_INTERP bytes, NUL included.
+    if interpreter.is_empty()
+        || interpreter.contains('\0')
+        || interpreter.len() as u64 >= crate::elf::MAX_INTERP
+    {
+        return refuse(format!(
+            "{interpreter:?} cannot be a program interpreter (empty, too long or holding a NUL)"
+        ));
+    }
+    Ok(())
 }
 
 /// What unwrapping a file did.
@@ -211,19 +282,30 @@ fn read_cleared(path: &Path, file: &File) -> Result<ElfFile, WriteError> {
     }
 }
 
-/// Writes `needed` into `file` (read as `ef`, under the caller's lock), whose DT_NEEDED list
-/// differs from it: in place, or shifted when that grows a non-PIE executable less.
+/// Writes `needed` and, when it is `Some`, the `new_interpreter` (which differs from the file's)
+/// into `file` (read as `ef`, under the caller's lock), whose DT_NEEDED list or interpreter
+/// differs from them: in place, or shifted when that grows a non-PIE executable less.
 fn write_plan(
     path: &Path,
     file: &File,
     ef: &ElfFile,
     needed: &[String],
+    new_interpreter: Option<&str>,
 ) -> Result<Outcome, WriteError> {
     // Every layout places its bytes by these headers: they must keep the loader's rules.
     verify::input(file, ef)?;
+    // A new interpreter is written by the in-place layout only: the spare layout has no room
+    // of its own for the string (and adds no segment to put it in), and the shifted one would
+    // have to grow `.interp` where it is, in front of every other table. Both decline it.
+    let renames_only = new_interpreter.is_none();
     // A stamp that only renames entries (a library's) fits in the padding after a read-only
     // segment, if there is enough: nothing added for the loader to map, nothing grows.
-    if let Some(spare) = spare::build(file, ef, needed)? {
+    let spare = if renames_only {
+        spare::build(file, ef, needed)?
+    } else {
+        None
+    };
+    if let Some(spare) = spare {
         let interpreter = ef.info.interpreter.as_deref();
         match spare::write(path, file, &spare, interpreter, needed) {
             Ok(()) => return Ok(Outcome::Stamped { grew_by: 0 }),
@@ -234,14 +316,17 @@ fn write_plan(
         }
     }
     // The in-place layout, unless shifting a non-PIE executable grows it less.
-    let stamp = inplace::build(file, ef, needed);
+    let stamp = inplace::build(file, ef, needed, new_interpreter);
     let in_place_growth = stamp
         .as_ref()
         .ok()
         .map(|s| (s.tail_offset + s.tail.len() as u64).saturating_sub(ef.size));
-    if let Some(shifted) =
-        shift::build(file, ef, needed)?.filter(|s| in_place_growth.is_none_or(|g| s.inserted < g))
-    {
+    let shifted = if renames_only {
+        shift::build(file, ef, needed)?
+    } else {
+        None
+    };
+    if let Some(shifted) = shifted.filter(|s| in_place_growth.is_none_or(|g| s.inserted < g)) {
         match shift::write(path, file, &shifted, needed) {
             Ok(()) => {
                 return Ok(Outcome::Stamped {
