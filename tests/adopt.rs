@@ -405,3 +405,92 @@ fn the_index_cache_notices_a_changed_file() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&s(&p.bar2.join("libbar.so.1"))), "{out}");
 }
+
+/// The loader's `--list` of `prog` under `loader`, paths only, in order (with `library_path`
+/// for an unmodified program).
+fn listed(loader: &str, prog: &Path, library_path: Option<&str>) -> Vec<String> {
+    let mut c = Command::new(loader);
+    if let Some(p) = library_path {
+        c.arg("--library-path").arg(p);
+    }
+    let out = run(c.arg("--list").arg(prog).env_clear());
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split_once(" => ").map_or(l, |(_, p)| p);
+            path.split(" (").next().map(str::to_string)
+        })
+        .filter(|p| p.starts_with('/'))
+        .collect()
+}
+
+/// Adopted in place: the program gets the pool's loader as its interpreter, runs, lists under
+/// that loader as the unmodified program does under nix-ld's stand-in, probes nothing that
+/// fails; the same lock gives another copy the same bytes; unwrap gives the original back.
+#[test]
+fn an_adopted_program_runs_on_the_pool_alone() {
+    let Some(p) = build() else { return };
+    if !have("strace") {
+        return;
+    }
+    let original = std::fs::read(&p.app).unwrap();
+    let copy = p.app.with_file_name("app-copy");
+    std::fs::copy(&p.app, &copy).unwrap();
+    let lock = p.pool.parent().unwrap().join("adopt.lock");
+    let (lock_s, bar1) = (s(&lock), s(&p.bar));
+    let (code, env, err) = adopt(&p, &["--print-env", "--prefer", &bar1], &p.app);
+    assert_eq!(code, 0, "{err}");
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .trim_matches('\'')
+            .to_string()
+    };
+    let (loader, path) = (var("NIX_LD"), var("NIX_LD_LIBRARY_PATH"));
+    let before = listed(&loader, &p.app, Some(&path));
+
+    let (code, out, err) = adopt(&p, &["--lock", &lock_s, "--prefer", &bar1], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("{}: edited", p.app.display())),
+        "{out}"
+    );
+    assert!(lock.exists(), "the lock is written");
+    let interp = run(Command::new("readelf").arg("-lW").arg(&p.app));
+    assert!(
+        String::from_utf8_lossy(&interp.stdout)
+            .contains(&format!("[Requesting program interpreter: {loader}]")),
+        "{interp:?}"
+    );
+    let ran = run(Command::new(&p.app).env_clear());
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "41\n", "{ran:?}");
+    assert_eq!(listed(&loader, &p.app, None), before);
+    let (_, failed) = common::lookups(p.pool.parent().unwrap(), &p.app);
+    assert_eq!(failed, Vec::<String>::new(), "no failed library lookups");
+
+    // Again: nothing to do. With the lock and no preference, another copy: the same bytes.
+    let adopted = std::fs::read(&p.app).unwrap();
+    let (code, out, err) = adopt(&p, &["--lock", &lock_s], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": unchanged"), "{out}");
+    assert_eq!(std::fs::read(&p.app).unwrap(), adopted);
+    let (code, _, err) = adopt(&p, &["--lock", &lock_s], &copy);
+    assert_eq!(code, 0, "{err}");
+    // The copy's path differs only in its name, which is not in the file.
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        adopted,
+        "the lock gives the same bytes"
+    );
+
+    let (code, _, err) = common::sw(&["unwrap"], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(&p.app).unwrap(),
+        original,
+        "unwrap gives the original back"
+    );
+}

@@ -6,12 +6,12 @@ use serde::Serialize;
 
 use super::{print, Outcome};
 use crate::cli::AdoptArgs;
-use crate::elf::read_elf_file;
 use crate::pool::choose::{self, Adoption, Preferences};
 use crate::pool::index::{self, Index, Lib};
 use crate::pool::pins::{self, Pin, Pins};
 use crate::resolve::default_interpreter;
 use crate::store::StoreDir;
+use crate::write;
 
 /// Indexes the pool once, then for each FILE chooses its closure (pins first, then
 /// preferences; what stays undecided fails the file, listing the candidates), and edits the
@@ -136,10 +136,10 @@ fn adopt_one(
     file: &Path,
 ) -> Result<Entry, Vec<String>> {
     let one = |e: String| vec![e];
-    let f = std::fs::File::open(file).map_err(|e| one(e.to_string()))?;
-    let ef = read_elf_file(&f).map_err(|e| one(e.to_string()))?;
-    drop(f);
     let path = crate::resolve::real_path(file);
+    // A file adopted before is chosen for as the original its stamp records.
+    let read = crate::plan::read(&path).map_err(|e| one(e.to_string()))?;
+    let root = read.original_object();
     let root_path = path.to_string_lossy().into_owned();
     let prefs = Preferences {
         dirs: &args.prefer,
@@ -150,9 +150,9 @@ fn adopt_one(
     // On a terminal the user picks what nothing else decides; without one, the run fails
     // listing the candidates.
     let mut ask = |name: &str, libs: &[&Lib], exact: bool| ask_on_terminal(file, name, libs, exact);
-    let adoption = choose::choose(&ef.info, &root_path, index, &prefs, &mut ask)
+    let adoption = choose::choose(&root.info, &root_path, index, &prefs, &mut ask)
         .map_err(|t| t.iter().map(|t| t.to_string()).collect::<Vec<_>>())?;
-    let interpreter = interpreter(args, &ef.info, index, &adoption, pinned).map_err(one)?;
+    let interpreter = interpreter(args, &root.info, index, &adoption, pinned).map_err(one)?;
     let libraries: Vec<Library> = adoption
         .libraries
         .iter()
@@ -184,7 +184,7 @@ fn adopt_one(
     let status = if args.print_env || args.dry_run {
         "not edited"
     } else {
-        let needed = plan(&ef.info.needed, &adoption, &libraries);
+        let needed = plan(&root.info.needed, &adoption, &libraries);
         edit(file, &needed, &interpreter).map_err(one)?
     };
     Ok(Entry {
@@ -278,10 +278,18 @@ fn plan(own: &[String], adoption: &Adoption, libraries: &[Library]) -> Vec<Strin
     needed
 }
 
-/// Writes the plan and the interpreter into `file`.
+/// Writes the plan and the interpreter into `file`: a stamp, with its record, so `unwrap`
+/// gives the file back as it was built.
 fn edit(file: &Path, needed: &[String], interpreter: &str) -> Result<&'static str, String> {
-    let _ = (file, needed, interpreter);
-    Err("editing the file is not available yet; use --print-env or --dry-run".into())
+    let target = write::Target {
+        needed,
+        interpreter: Some(interpreter),
+    };
+    match write::stamp_file_to(file, &target, write::ReadOnly::Refuse) {
+        Ok(write::Outcome::Stamped { .. }) => Ok("edited"),
+        Ok(write::Outcome::Unchanged) => Ok("unchanged"),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Adds `entry`'s choices to the pins (the first choice of a name stays).
