@@ -190,6 +190,10 @@ pub struct AdoptArgs {
     /// The program interpreter to set [default: the chosen glibc's loader].
     #[arg(long, value_name = "PATH")]
     pub interpreter: Option<String>,
+    /// Keep every store path used alive: an indirect GC root for each in DIR (through
+    /// `nix-store --add-root`), so garbage collection cannot delete them.
+    #[arg(long = "gc-root", value_name = "DIR", conflicts_with = "dry_run")]
+    pub gc_root: Option<PathBuf>,
     /// Do not modify FILE: print NIX_LD and NIX_LD_LIBRARY_PATH for nix-ld instead.
     #[arg(long = "print-env", conflicts_with = "dry_run")]
     pub print_env: bool,

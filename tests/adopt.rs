@@ -494,3 +494,93 @@ fn an_adopted_program_runs_on_the_pool_alone() {
         "unwrap gives the original back"
     );
 }
+
+const NIX_CONFIG: &str =
+    "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
+
+/// `nix-store ARGS...` with the settings that work here: (success, stdout, stderr).
+fn nix_store(args: &[&str]) -> (bool, String, String) {
+    let o = run(Command::new("nix-store")
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG));
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// With Debian's Nix and the real `/nix/store` as the pool: a library and a glibc copy added
+/// to the store, a program adopted from the whole store with `--gc-root`, and every store path
+/// it uses is then kept alive (`nix-store --delete` refuses each), and the program runs.
+#[test]
+fn gc_roots_keep_the_chosen_store_paths_alive() {
+    if !have("nix-store") || !have("cc") || !have_loader() {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("shrinkwrap-adopt-nix-")
+        .tempdir()
+        .unwrap();
+    // Sonames no other test uses, so the store holds one candidate for each.
+    let lib_src = tmp.path().join("shrinkwrap-adopt-gc-lib/lib");
+    std::fs::create_dir_all(&lib_src).unwrap();
+    let lib = Cc::new(
+        "cc",
+        "#include <unistd.h>\nint adoptgc(void) { return getpid() > 0 ? 41 : 0; }\n",
+        lib_src.join("libshrinkwrapadoptgc.so.1"),
+    )
+    .shared(Some("libshrinkwrapadoptgc.so.1"))
+    .build();
+    let prog = Cc::new(
+        "cc",
+        "int adoptgc(void);\nint main(void) { return adoptgc(); }\n",
+        tmp.path().join("bin/prog"),
+    )
+    .link(&lib)
+    .build();
+    let glibc_src = tmp.path().join("shrinkwrap-adopt-gc-glibc");
+    let glibc_lib = glibc_src.join("lib");
+    std::fs::create_dir_all(&glibc_lib).unwrap();
+    for f in ["/lib/x86_64-linux-gnu/libc.so.6", common::LOADER] {
+        let base = Path::new(f).file_name().unwrap();
+        std::fs::copy(std::fs::canonicalize(f).unwrap(), glibc_lib.join(base)).unwrap();
+    }
+    let add = |dir: &Path| {
+        let (ok, path, err) = nix_store(&["--add", &s(dir)]);
+        assert!(ok, "nix-store --add: {err}");
+        PathBuf::from(path)
+    };
+    let lib_path = add(lib_src.parent().unwrap());
+    let glibc_path = add(&glibc_src);
+    let roots = tmp.path().join("roots");
+    let o = run(shrinkwrap()
+        .args(["adopt", "--from", "/nix/store", "--store-dir", "/nix/store"])
+        .arg("--prefer")
+        .arg(&glibc_path)
+        .arg("--gc-root")
+        .arg(&roots)
+        .arg(&prog)
+        .env("XDG_CACHE_HOME", tmp.path().join("cache")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(run(&mut Command::new(&prog)).status.code(), Some(41));
+    for path in [&lib_path, &glibc_path] {
+        let link = roots.join(path.file_name().unwrap());
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            *path,
+            "a root for {}",
+            path.display()
+        );
+        let (deleted, _, why) = nix_store(&["--delete", &s(path)]);
+        assert!(!deleted, "{} is not kept alive", path.display());
+        assert!(why.contains("alive"), "{why}");
+    }
+    // Leave the store as it was: without the roots the paths go.
+    std::fs::remove_dir_all(&roots).unwrap();
+    for path in [&lib_path, &glibc_path] {
+        let (deleted, _, why) = nix_store(&["--delete", &s(path)]);
+        assert!(deleted, "{why}");
+    }
+}

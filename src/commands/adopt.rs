@@ -91,6 +91,8 @@ struct Entry {
     env: Env,
     /// `edited`, `unchanged`, or `not edited` (`--print-env`, `--dry-run`).
     status: &'static str,
+    /// The GC roots made (`--gc-root`): links in DIR to the store paths used.
+    gc_roots: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -124,6 +126,9 @@ impl Entry {
         for l in &self.libraries {
             let mark = if l.exact { "" } else { "  (inexact)" };
             out.push_str(&format!("    {} => {}{mark}\n", l.name, l.path));
+        }
+        for r in &self.gc_roots {
+            out.push_str(&format!("    gc root {r}\n"));
         }
         out
     }
@@ -187,12 +192,26 @@ fn adopt_one(
         let needed = plan(&root.info.needed, &adoption, &libraries);
         edit(file, &needed, &interpreter).map_err(one)?
     };
+    let gc_roots = match &args.gc_root {
+        Some(dir) => {
+            let store = args
+                .store_dir
+                .clone()
+                .map(StoreDir::new)
+                .unwrap_or_else(StoreDir::from_env);
+            let used = std::iter::once(interpreter.as_str())
+                .chain(libraries.iter().map(|l| l.path.as_str()));
+            gc_roots(dir, &store, used).map_err(one)?
+        }
+        None => Vec::new(),
+    };
     Ok(Entry {
         file: file.to_string_lossy().into_owned(),
         interpreter,
         libraries,
         env,
         status,
+        gc_roots,
     })
 }
 
@@ -290,6 +309,55 @@ fn edit(file: &Path, needed: &[String], interpreter: &str) -> Result<&'static st
         Ok(write::Outcome::Unchanged) => Ok("unchanged"),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// An indirect GC root in `dir` for every store path among `used` (files outside the store
+/// need none), made by the Nix installation's own `nix-store --add-root`; the links' paths.
+fn gc_roots<'a>(
+    dir: &Path,
+    store: &StoreDir,
+    used: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, String> {
+    let mut objects: Vec<PathBuf> = used
+        .filter_map(|p| store.store_object_of(Path::new(p)))
+        .collect();
+    objects.sort();
+    objects.dedup();
+    std::fs::create_dir_all(dir).map_err(|e| format!("--gc-root {}: {e}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| format!("--gc-root {}: {e}", dir.display()))?;
+    let mut roots = Vec::new();
+    for object in objects {
+        let link = dir.join(object.file_name().unwrap_or_default());
+        let out = std::process::Command::new("nix-store")
+            .arg("--realise")
+            .arg("--add-root")
+            .arg(&link)
+            .arg("--indirect")
+            .arg(&object)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "--gc-root needs Nix's nix-store, which is not installed".to_string()
+                }
+                _ => format!("could not run nix-store: {e}"),
+            })?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            return Err(format!(
+                "nix-store could not add a GC root for {}: {why}",
+                object.display()
+            ));
+        }
+        roots.push(link.to_string_lossy().into_owned());
+    }
+    Ok(roots)
 }
 
 /// Adds `entry`'s choices to the pins (the first choice of a name stays).
