@@ -584,3 +584,84 @@ fn gc_roots_keep_the_chosen_store_paths_alive() {
         assert!(deleted, "{why}");
     }
 }
+
+/// A program nobody here built — Debian's own `curl` (or `git`), copied — adopted against a
+/// pool of this machine's libraries laid out as store paths (glibc's parts in one): it runs
+/// with the pool's loader, prints what the original prints, loads every library from the pool,
+/// and searches for nothing.
+#[test]
+fn a_prebuilt_debian_program_is_adopted() {
+    if !have("readelf") || !have("strace") || !have_loader() {
+        return;
+    }
+    let Some(system) = ["/usr/bin/curl", "/usr/bin/git"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        common::skip("neither /usr/bin/curl nor /usr/bin/git exists");
+        return;
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("shrinkwrap-adopt-deb-")
+        .tempdir()
+        .unwrap();
+    let pool = tmp.path().join("pool");
+    let glibc = lib_dir(&pool, "glibc");
+    for path in common::loader_paths(common::LOADER, &system).unwrap() {
+        let real = std::fs::canonicalize(&path).unwrap();
+        let base = Path::new(&path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let is_glibc = base.starts_with("ld-linux")
+            || [
+                "libc.so.6",
+                "libm.so.6",
+                "libpthread.so.0",
+                "libdl.so.2",
+                "librt.so.1",
+                "libresolv.so.2",
+            ]
+            .contains(&base.as_str());
+        let dir = if is_glibc {
+            glibc.clone()
+        } else {
+            lib_dir(&pool, &base.replace('+', "p"))
+        };
+        std::fs::copy(real, dir.join(&base)).unwrap();
+    }
+    let prog = tmp.path().join(system.file_name().unwrap());
+    std::fs::copy(&system, &prog).unwrap();
+    let o = run(shrinkwrap()
+        .arg("adopt")
+        .arg(&prog)
+        .arg("--from")
+        .arg(&pool)
+        .env("XDG_CACHE_HOME", tmp.path().join("cache")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let version = |p: &Path| {
+        let o = run(Command::new(p).arg("--version").env_clear());
+        assert!(o.status.success(), "{}: {o:?}", p.display());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(version(&prog), version(&system));
+    let loader = s(&glibc.join("ld-linux-x86-64.so.2"));
+    let libs = listed(&loader, &prog, None);
+    assert!(!libs.is_empty());
+    for l in &libs {
+        assert!(
+            l.starts_with(&s(&pool)),
+            "{l} is not from the pool: {libs:?}"
+        );
+    }
+    // No failed probe, measured (`explain --measure`: strace, stopped before main).
+    let o = run(shrinkwrap().args(["explain", "--json", "--measure"]).arg(&prog));
+    assert!(o.status.success(), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let measured = &v["files"][0]["measured"]["stamped"];
+    assert_eq!(measured["failed"], 0, "{v:#}");
+    assert_eq!(measured["calls"], v["files"][0]["stamped"]["calls"], "{v:#}");
+}
