@@ -315,22 +315,25 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// On a real terminal (tmux), the two libbar candidates are offered and the second listed is
-/// taken with Down, Enter; what the run prints is that choice.
-#[test]
-fn the_choice_is_asked_on_a_terminal() {
-    let Some(p) = build() else { return };
-    if !have("tmux") {
-        return;
-    }
+/// `adopt ARGS FILE --from POOL` run in a real terminal (tmux): once `question` is on the
+/// screen, `keys(screen)` gives the keys to send; (exit code, stdout, the screen asked on).
+fn on_terminal(
+    p: &Pool,
+    args: &str,
+    file: &Path,
+    question: &str,
+    keys: impl FnOnce(&str) -> Vec<&'static str>,
+) -> (i32, String, String) {
     let dir = p.pool.parent().unwrap();
-    let (out, done) = (dir.join("out.json"), dir.join("done"));
+    let (out, done) = (dir.join("out.txt"), dir.join("done"));
+    let _ = std::fs::remove_file(&done);
     let session = format!("shrinkwrap-adopt-{}", std::process::id());
     let socket = dir.join("tmux.sock");
     let script = format!(
-        "{} adopt --dry-run --json {} --from {} > {} ; echo $? > {}",
+        "XDG_CACHE_HOME={} {} adopt {args} {} --from {} > {} ; echo $? > {}",
+        s(&dir.join("cache")),
         env!("CARGO_BIN_EXE_shrinkwrap"),
-        s(&p.app),
+        s(file),
         s(&p.pool),
         s(&out),
         s(&done)
@@ -342,40 +345,65 @@ fn the_choice_is_asked_on_a_terminal() {
             .args(args)
             .env_remove("TMUX"))
     };
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "40",
-        &script,
-    ]);
+    let size = ["-x", "200", "-y", "40"];
+    let mut start = vec!["new-session", "-d", "-s", &session];
+    start.extend(size);
+    start.push(&script);
+    let started = tmux(&start);
     assert!(started.status.success(), "{started:?}");
+    // Keep the pane once the run ends (it waits for our keys first), to read what it said.
+    tmux(&["set-option", "-t", &session, "remain-on-exit", "on"]);
     let screen = || {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
     };
-    wait_until("the question", || screen().contains("which libbar.so.1?"));
+    wait_until("the question", || screen().contains(question));
     let shown = screen();
+    let mut send = vec!["send-keys", "-t", &session];
+    send.extend(keys(&shown));
+    tmux(&send);
+    wait_until("the run to end", || {
+        std::fs::read_to_string(&done).is_ok_and(|s| s.ends_with('\n'))
+    });
+    // What the terminal showed, then what it shows at the end (stderr went there).
+    let shown = format!("{shown}\n--- at the end ---\n{}", screen());
+    let _ = tmux(&["kill-server"]);
+    let code = std::fs::read_to_string(&done)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (code, std::fs::read_to_string(&out).unwrap(), shown)
+}
+
+/// On a real terminal (tmux), the two libbar candidates are offered and the second listed is
+/// taken with Down, Enter; what the run prints is that choice.
+#[test]
+fn the_choice_is_asked_on_a_terminal() {
+    let Some(p) = build() else { return };
+    if !have("tmux") {
+        return;
+    }
+    let mut second = PathBuf::new();
+    let (code, out, shown) = on_terminal(
+        &p,
+        "--dry-run --json",
+        &p.app,
+        "which libbar.so.1?",
+        |shown| {
+            let at = |d: &PathBuf| shown.find(&s(&d.join("libbar.so.1")));
+            second = if at(&p.bar) < at(&p.bar2) {
+                p.bar2.clone()
+            } else {
+                p.bar.clone()
+            };
+            vec!["Down", "Enter"]
+        },
+    );
     for d in [&p.bar, &p.bar2] {
         assert!(shown.contains(&s(&d.join("libbar.so.1"))), "{shown}");
     }
-    // Take the second one listed.
-    let at = |d: &PathBuf| shown.find(&s(&d.join("libbar.so.1"))).unwrap();
-    let second = if at(&p.bar) < at(&p.bar2) {
-        &p.bar2
-    } else {
-        &p.bar
-    };
-    tmux(&["send-keys", "-t", &session, "Down", "Enter"]);
-    wait_until("the run to end", || {
-        done.exists() && std::fs::read_to_string(&done).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let _ = tmux(&["kill-server"]);
-    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
     let bar = v["files"][0]["libraries"]
         .as_array()
         .unwrap()
@@ -384,6 +412,26 @@ fn the_choice_is_asked_on_a_terminal() {
         .unwrap()
         .clone();
     assert_eq!(bar["path"], s(&second.join("libbar.so.1")));
+}
+
+/// No exact match: on a terminal the nearest version is offered, marked inexact; taken, the
+/// program's DT_NEEDED entry names that file, and the adopted program runs.
+#[test]
+fn an_inexact_version_is_taken_only_when_chosen() {
+    let Some(p) = build() else { return };
+    if !have("tmux") {
+        return;
+    }
+    let question = "libold.so.1 is not in the pool; use another version instead?";
+    let (code, out, shown) = on_terminal(&p, "", &p.app_old, question, |_| vec!["Enter"]);
+    assert!(shown.contains("(inexact: libold.so.2)"), "{shown}");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("libold.so.1 => ") && out.contains("libold.so.2  (inexact)"),
+        "{out}"
+    );
+    assert!(common::readelf_needed(&p.app_old)[0].ends_with("/lib/libold.so.2"));
+    assert_eq!(run(&mut Command::new(&p.app_old)).status.code(), Some(7));
 }
 
 /// The index cache is written, and a library changed after it was cached is seen as it is now:
@@ -658,10 +706,55 @@ fn a_prebuilt_debian_program_is_adopted() {
         );
     }
     // No failed probe, measured (`explain --measure`: strace, stopped before main).
-    let o = run(shrinkwrap().args(["explain", "--json", "--measure"]).arg(&prog));
+    let o = run(shrinkwrap()
+        .args(["explain", "--json", "--measure"])
+        .arg(&prog));
     assert!(o.status.success(), "{o:?}");
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let measured = &v["files"][0]["measured"]["stamped"];
     assert_eq!(measured["failed"], 0, "{v:#}");
-    assert_eq!(measured["calls"], v["files"][0]["stamped"]["calls"], "{v:#}");
+    assert_eq!(
+        measured["calls"], v["files"][0]["stamped"]["calls"],
+        "{v:#}"
+    );
+}
+
+/// An inexact choice serves the program's own entry only: when a library of the closure asks
+/// for the same missing name, the run fails saying the loader would not take it there.
+#[test]
+fn an_inexact_version_a_library_also_needs_is_refused() {
+    let Some(p) = build() else { return };
+    if !have("tmux") {
+        return;
+    }
+    let build_dir = p.pool.parent().unwrap().join("build");
+    let libold1 = build_dir.join("libold.so.1");
+    let user_dir = lib_dir(&p.pool, "user");
+    let libuser = Cc::new(
+        "cc",
+        "int old(void);\nint user(void) { return old(); }\n",
+        user_dir.join("libuser.so.1"),
+    )
+    .shared(Some("libuser.so.1"))
+    .link(&libold1)
+    .build();
+    let prog = Cc::new(
+        "cc",
+        "int old(void);\nint user(void);\nint main(void) { return old() + user(); }\n",
+        build_dir.join("both"),
+    )
+    .link(&libold1)
+    .link(&libuser)
+    .build();
+    let before = std::fs::read(&prog).unwrap();
+    let question = "libold.so.1 is not in the pool; use another version instead?";
+    let (code, out, screen) = on_terminal(&p, "", &prog, question, |_| vec!["Enter"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(std::fs::read(&prog).unwrap(), before, "untouched");
+    let end = screen.split("--- at the end ---").nth(1).unwrap();
+    assert!(
+        end.replace('\n', "")
+            .contains("the loader would not take it for a library's request by name"),
+        "{end}"
+    );
 }

@@ -75,6 +75,13 @@ pub enum Trouble {
         built_against: PathBuf,
         glibc: PathBuf,
     },
+    /// A library asks by name for what only another version answers to: the program's own
+    /// entry can name that file, but the loader matches the library's request by soname.
+    InexactForLibrary {
+        name: String,
+        needed_by: String,
+        chosen: PathBuf,
+    },
     /// A pinned file is not in the pool any more, or its content changed.
     PinBroken {
         name: String,
@@ -126,6 +133,15 @@ impl std::fmt::Display for Trouble {
                 library.display(),
                 built_against.display(),
                 glibc.display()
+            ),
+            Trouble::InexactForLibrary {
+                name,
+                needed_by,
+                chosen,
+            } => write!(
+                f,
+                "{name} (needed by {needed_by}): only another version is chosen for it ({}), and the loader would not take it for a library's request by name",
+                chosen.display()
             ),
             Trouble::PinBroken { name, path, why } => write!(
                 f,
@@ -333,12 +349,23 @@ impl Walk<'_> {
         while next < queue.len() {
             let (name, needed_by) = queue[next].clone();
             next += 1;
-            let loaded = |c: &Chosen| {
+            let loaded = |c: &&Chosen| {
                 c.name == name
                     || self.index.libs[c.lib].answers_to(&name)
                     || self.index.libs[c.lib].path.to_string_lossy() == name
             };
-            if chosen.iter().any(loaded) || name.contains('/') {
+            if let Some(c) = chosen.iter().find(loaded) {
+                // The program names an inexact choice by path; a library asks by name.
+                if !c.exact && needed_by != root_path && !self.lib(c.lib).answers_to(&name) {
+                    troubles.push(Trouble::InexactForLibrary {
+                        name: name.clone(),
+                        needed_by: needed_by.clone(),
+                        chosen: self.lib(c.lib).path.clone(),
+                    });
+                }
+                continue;
+            }
+            if name.contains('/') {
                 continue;
             }
             let mut candidates = self.distinct(self.answering(&name));
