@@ -1,7 +1,7 @@
 //! `shrinkwrap adopt`: "foreign" programs (plain `cc`: no RUNPATH, the system interpreter path)
 //! given their libraries from a pool of store-like directories holding the needed libraries,
-//! two versions of one of them, an i686 copy, one library only in a nearer-version, and two
-//! glibc copies (this machine's, copied) whose dependants disagree.
+//! two versions of one of them, a copy for another OS, an i686 copy, one library only in a
+//! nearer version, and two glibc copies (this machine's, copied) whose dependants disagree.
 
 mod common;
 
@@ -75,6 +75,10 @@ fn build() -> Option<Pool> {
     Cc::new("cc", BAR2, bar2.join("libbar.so.1"))
         .shared(Some("libbar.so.1"))
         .build();
+    // A third libbar, for another OS (FreeBSD's OS ABI): never a candidate.
+    let mut bsd = std::fs::read(&libbar).unwrap();
+    bsd[7] = 9;
+    std::fs::write(lib_dir(&pool, "bar-freebsd").join("libbar.so.1"), bsd).unwrap();
     let foo_dir = lib_dir(&pool, "foo");
     let libfoo = Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
         .shared(Some("libfoo.so.1"))

@@ -166,7 +166,7 @@ pub fn choose(
     ask: &mut Ask,
 ) -> Result<Adoption, Vec<Trouble>> {
     let fits: Vec<usize> = (0..index.libs.len())
-        .filter(|&i| root.compatible_with(&index.libs[i].info))
+        .filter(|&i| fits(root, &index.libs[i].info))
         .collect();
     let mut w = Walk {
         index,
@@ -493,6 +493,15 @@ impl Walk<'_> {
             .map(|&i| real_dir(self.lib(i).dir()))
             .collect()
     }
+}
+
+/// Whether a library can be loaded into the program: same class, byte order and machine, and
+/// an OS ABI the program's loader takes (System V, GNU/Linux — glibc's own libraries say GNU
+/// — or the program's own).
+fn fits(root: &ElfInfo, lib: &ElfInfo) -> bool {
+    const SYSV: u8 = 0;
+    const GNU: u8 = 3;
+    root.compatible_with(lib) && (matches!(lib.os_abi, SYSV | GNU) || lib.os_abi == root.os_abi)
 }
 
 /// The glibc a library was built against: the first directory of its RUNPATH (or RPATH) that
