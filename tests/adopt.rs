@@ -75,6 +75,11 @@ fn build() -> Option<Pool> {
     Cc::new("cc", BAR2, bar2.join("libbar.so.1"))
         .shared(Some("libbar.so.1"))
         .build();
+    // The same libbar twice more: an identical copy in another path, and a development link
+    // beside it; each counts once.
+    let copy = lib_dir(&pool, "bar-1-copy");
+    std::fs::copy(&libbar, copy.join("libbar.so.1")).unwrap();
+    std::os::unix::fs::symlink("libbar.so.1", bar.join("libbar.so")).unwrap();
     // A third libbar, for another OS (FreeBSD's OS ABI): never a candidate.
     let mut bsd = std::fs::read(&libbar).unwrap();
     bsd[7] = 9;
@@ -142,10 +147,15 @@ fn two_versions_fail_listing_both_and_prefer_chooses() {
     assert_eq!(code, 1, "{out}{err}");
     let line = format!("shrinkwrap: {}: libbar.so.1 (needed by ", p.app.display());
     assert!(err.starts_with(&line), "{err}");
+    // Two builds: bar-1 (with its identical copy and its development link, each counted
+    // once; either path may stand for it), and bar-2. The FreeBSD and i686 ones do not fit.
     assert!(err.contains("2 candidates"), "{err}");
-    for d in [&p.bar, &p.bar2] {
-        assert!(err.contains(&s(&d.join("libbar.so.1"))), "{err}");
-    }
+    assert!(err.contains("-bar-1"), "{err}");
+    assert!(err.contains(&s(&p.bar2.join("libbar.so.1"))), "{err}");
+    assert!(
+        !err.contains("freebsd") && !err.contains("/libbar.so,"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(&p.app).unwrap(),
         before,
@@ -153,6 +163,23 @@ fn two_versions_fail_listing_both_and_prefer_chooses() {
     );
 
     let bar2 = s(&p.bar2);
+    let (code, out, err) = adopt(
+        &p,
+        &[
+            "--dry-run",
+            "--json",
+            "--prefer",
+            &bar2,
+            "--interpreter",
+            "/opt/ld.so",
+        ],
+        &p.app,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["files"][0]["interpreter"],
+        "/opt/ld.so"
+    );
     let (code, out, err) = adopt(&p, &["--dry-run", "--json", "--prefer", &bar2], &p.app);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -282,6 +309,11 @@ fn of_two_glibc_copies_the_one_the_closure_agrees_with_is_taken_or_none_is() {
     let b = copy_glibc(&p.pool, "glibc-b");
     std::fs::remove_dir_all(p.glibc.parent().unwrap()).unwrap();
     std::fs::remove_dir_all(p.bar2.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(
+        p.pool
+            .join(format!("{}-bar-1-copy", fake_hash("bar-1-copy"))),
+    )
+    .unwrap();
     let libbar = Cc::new("cc", BAR, p.bar.join("libbar.so.1"))
         .shared(Some("libbar.so.1"))
         .runpath(&s(&b))
@@ -387,25 +419,28 @@ fn the_choice_is_asked_on_a_terminal() {
     if !have("tmux") {
         return;
     }
-    let mut second = PathBuf::new();
+    let mut listed = Vec::new();
     let (code, out, shown) = on_terminal(
         &p,
         "--dry-run --json",
         &p.app,
         "which libbar.so.1?",
         |shown| {
-            let at = |d: &PathBuf| shown.find(&s(&d.join("libbar.so.1")));
-            second = if at(&p.bar) < at(&p.bar2) {
-                p.bar2.clone()
-            } else {
-                p.bar.clone()
-            };
+            listed = shown
+                .lines()
+                .filter_map(|l| {
+                    l.trim_start_matches(['>', ' '])
+                        .strip_suffix("/libbar.so.1")
+                })
+                .map(|d| format!("{d}/libbar.so.1"))
+                .collect();
             vec!["Down", "Enter"]
         },
     );
-    for d in [&p.bar, &p.bar2] {
-        assert!(shown.contains(&s(&d.join("libbar.so.1"))), "{shown}");
-    }
+    // Two builds of libbar: bar-1 (or its identical copy, counted once) and bar-2.
+    assert_eq!(listed.len(), 2, "{shown}");
+    assert!(listed.iter().any(|l| l.contains("-bar-1")), "{shown}");
+    assert!(listed.contains(&s(&p.bar2.join("libbar.so.1"))), "{shown}");
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     let bar = v["files"][0]["libraries"]
@@ -415,7 +450,7 @@ fn the_choice_is_asked_on_a_terminal() {
         .find(|l| l["name"] == "libbar.so.1")
         .unwrap()
         .clone();
-    assert_eq!(bar["path"], s(&second.join("libbar.so.1")));
+    assert_eq!(bar["path"], listed[1]);
 }
 
 /// No exact match: on a terminal the nearest version is offered, marked inexact; taken, the
@@ -453,9 +488,19 @@ fn the_index_cache_notices_a_changed_file() {
         .join("cache/shrinkwrap/pool-index.json");
     assert!(cache.exists(), "no cache at {}", cache.display());
     std::fs::write(p.bar.join("libbar.so.1"), b"not a library any more").unwrap();
+    std::fs::remove_dir_all(
+        p.pool
+            .join(format!("{}-bar-1-copy", fake_hash("bar-1-copy"))),
+    )
+    .unwrap();
     let (code, out, err) = adopt(&p, &["--dry-run"], &p.app);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&s(&p.bar2.join("libbar.so.1"))), "{out}");
+    // --no-cache keeps none.
+    std::fs::remove_file(&cache).unwrap();
+    let (code, _, err) = adopt(&p, &["--dry-run", "--no-cache"], &p.app);
+    assert_eq!(code, 0, "{err}");
+    assert!(!cache.exists(), "--no-cache wrote the cache");
 }
 
 /// The loader's `--list` of `prog` under `loader`, paths only, in order (with `library_path`

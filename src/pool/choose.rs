@@ -240,12 +240,16 @@ impl Walk<'_> {
     }
 
     /// `candidates` with one file under several names, and identical copies, counted once:
-    /// the first by path, preferring a path spelled by the name asked for.
+    /// a preferred path first (`--prefer`, `--prefer-name`), then one spelled by its soname
+    /// (the path the loader would open by that name), then the first by path.
     fn distinct(&mut self, mut candidates: Vec<usize>) -> Vec<usize> {
-        // A soname link before its target: the path the loader would open by that name.
         candidates.sort_by_key(|&i| {
             let l = self.lib(i);
-            (Some(&l.name) != l.info.soname.as_ref(), l.path.clone())
+            (
+                !self.preferred(l),
+                Some(&l.name) != l.info.soname.as_ref(),
+                l.path.clone(),
+            )
         });
         let mut kept: Vec<usize> = Vec::new();
         for i in candidates {
@@ -274,6 +278,14 @@ impl Walk<'_> {
             }
         }
         kept
+    }
+
+    /// Whether the user prefers `l`: under a `--prefer` directory, or matching a
+    /// `--prefer-name` glob by file name or path.
+    fn preferred(&self, l: &Lib) -> bool {
+        self.prefs.dirs.iter().any(|d| l.path.starts_with(d))
+            || glob::any(self.prefs.names, &l.name)
+            || glob::any(self.prefs.names, &l.path.to_string_lossy())
     }
 
     fn hash(&mut self, i: usize) -> Option<String> {
@@ -315,12 +327,7 @@ impl Walk<'_> {
         let preferred: Vec<usize> = candidates
             .iter()
             .copied()
-            .filter(|&i| {
-                let l = self.lib(i);
-                self.prefs.dirs.iter().any(|d| l.path.starts_with(d))
-                    || glob::any(self.prefs.names, &l.name)
-                    || glob::any(self.prefs.names, &l.path.to_string_lossy())
-            })
+            .filter(|&i| self.preferred(self.lib(i)))
             .collect();
         match preferred.as_slice() {
             [one] => Some(Ok(*one)),
