@@ -36,18 +36,8 @@ pub fn open_locked(path: &Path, lock: Lock) -> io::Result<File> {
 /// [`open_locked`], opening with `options` (to write through the locked descriptor itself).
 pub fn open_locked_with(path: &Path, lock: Lock, options: &OpenOptions) -> io::Result<File> {
     for _ in 0..MAX_RETRIES {
-        let file = options.open(path)?;
+        let file = open_regular(path, options)?;
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ));
-        }
-        // Devices and pipes are never stamped, so never swapped: nothing to wait for.
-        if !meta.is_file() {
-            return Ok(file);
-        }
         flock(&file, lock)?;
         let now = std::fs::metadata(path)?;
         if (now.dev(), now.ino()) == (meta.dev(), meta.ino()) {
@@ -57,6 +47,32 @@ pub fn open_locked_with(path: &Path, lock: Lock, options: &OpenOptions) -> io::R
     Err(io::Error::other(
         "the file kept being replaced while waiting for its lock",
     ))
+}
+
+/// Opens `path` with `options` if it is a regular file. Anything else is one clear error: a
+/// directory, a FIFO or socket (opening a FIFO to read waits for a writer, forever: the open
+/// does not block, `O_NONBLOCK`, which regular files ignore), or a device.
+pub fn open_regular(path: &Path, options: &OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut options = options.clone();
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    let not = |why: &'static str| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    if kind.is_file() {
+        Ok(file)
+    } else if kind.is_dir() {
+        Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ))
+    } else if kind.is_fifo() {
+        not("is a FIFO (named pipe), not a regular file")
+    } else if kind.is_socket() {
+        not("is a socket, not a regular file")
+    } else {
+        not("is a device, not a regular file")
+    }
 }
 
 /// [`open_locked`] with a shared lock, and the file's identity: what planning reads a file

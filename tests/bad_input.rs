@@ -53,7 +53,9 @@ fn assert_rejected(path: &Path, what: &str, wants: &[&str]) {
 
 fn rejected_by(path: &Path, command: &str, what: &str) -> String {
     let what = format!("{command} {what}");
-    let before = std::fs::read(path).ok();
+    // Only a regular file's bytes are read to compare (reading a FIFO would wait forever).
+    let regular = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    let before = regular(path).then(|| std::fs::read(path).ok()).flatten();
     let out = run(shrinkwrap().arg(command).arg(path));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
@@ -68,7 +70,8 @@ fn rejected_by(path: &Path, command: &str, what: &str) -> String {
         lines[0].starts_with(&format!("shrinkwrap: {}: ", path.display())),
         "{what}: the message must name the file: {stderr:?}"
     );
-    assert_eq!(std::fs::read(path).ok(), before, "{what}: file changed");
+    let after = regular(path).then(|| std::fs::read(path).ok()).flatten();
+    assert_eq!(after, before, "{what}: file changed");
     lines[0].to_string()
 }
 
@@ -291,4 +294,255 @@ fn one_bad_file_does_not_stop_fixup() {
         good_before,
         "the good file was not stamped"
     );
+}
+
+/// Not regular files: a FIFO (opening one to read would wait for a writer forever), a socket,
+/// a device. Each is one line naming what it is, exit 1, and nothing hangs.
+#[test]
+fn fifos_sockets_and_devices_are_refused_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    let made = run(std::process::Command::new("mkfifo").arg(&fifo));
+    assert!(made.status.success(), "{made:?}");
+    assert_rejected(&fifo, "FIFO", &["FIFO"]);
+    let socket = tmp.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    assert_rejected(&socket, "socket", &["socket", "No such device"]);
+    for command in ["tree", "stamp"] {
+        let out = run(shrinkwrap().arg(command).arg("/dev/null"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr,
+            "shrinkwrap: /dev/null: is a device, not a regular file\n"
+        );
+    }
+}
+
+/// Counts and sizes no file can back: 2^32 − 1 program headers through extended numbering
+/// (PN_XNUM), DT_STRSZ of 4 GiB, a DT_NEEDED string that is not UTF-8: refused, one line.
+#[test]
+fn huge_claims_and_bad_strings_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read(sample(tmp.path())).unwrap();
+    let shoff = u64_at(&good, 40) as usize;
+    let mut xnum = good.clone();
+    xnum[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+    xnum[shoff + 44..shoff + 48].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = tmp.path().join("xnum");
+    std::fs::write(&p, &xnum).unwrap();
+    assert_rejected(&p, "PN_XNUM", &["PN_XNUM"]);
+
+    let dynamic = phdrs(&good).into_iter().find(|p| p.0 == 2).unwrap();
+    let strsz = (0..dynamic.2 as usize / 16)
+        .map(|i| dynamic.1 as usize + i * 16)
+        .find(|&o| u64_at(&good, o) == 10)
+        .unwrap()
+        + 8;
+    let mut big = good.clone();
+    big[strsz..strsz + 8].copy_from_slice(&(4u64 << 30).to_le_bytes());
+    let p = tmp.path().join("strsz-4g");
+    std::fs::write(&p, &big).unwrap();
+    assert_rejected(&p, "DT_STRSZ 4 GiB", &["DT_STRTAB"]);
+
+    let mut bad = good.clone();
+    let at = bad.windows(10).position(|w| w == b"libc.so.6\0").unwrap();
+    bad[at + 3] = 0xff;
+    let p = tmp.path().join("not-utf8");
+    std::fs::write(&p, &bad).unwrap();
+    assert_rejected(&p, "non-UTF-8 DT_NEEDED", &["not valid UTF-8"]);
+}
+
+/// Peak memory of `shrinkwrap ARGS` in KiB (the child's `ru_maxrss`), and its exit code.
+fn peak_kib(args: &[&std::ffi::OsStr]) -> (i64, Option<i32>) {
+    let child = shrinkwrap()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (usage.ru_maxrss, code)
+}
+
+/// A 10 GB sparse file (a program followed by a hole) and a section header past the end of
+/// the file: resolved and stamped like any other, in bounded memory (under 64 MiB: nothing
+/// reads the whole file), the hole kept, and the stamped program runs.
+#[test]
+fn a_sparse_10_gb_file_and_a_section_past_the_end_are_stamped_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read(sample(tmp.path())).unwrap();
+    let sparse = tmp.path().join("sparse");
+    std::fs::write(&sparse, &good).unwrap();
+    std::fs::set_permissions(&sparse, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&sparse)
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    let mut past = good.clone();
+    let shoff = u64_at(&good, 40) as usize;
+    // Section 5's sh_offset far past the end of the file.
+    past[shoff + 5 * 64 + 24..shoff + 5 * 64 + 32].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let past_end = tmp.path().join("section-past-end");
+    std::fs::write(&past_end, &past).unwrap();
+    std::fs::set_permissions(
+        &past_end,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for file in [&sparse, &past_end] {
+        for command in ["tree", "stamp"] {
+            let (kib, code) = peak_kib(&[command.as_ref(), file.as_os_str()]);
+            assert_eq!(code, Some(0), "{command} {}", file.display());
+            assert!(kib < 64 * 1024, "{command} {}: {kib} KiB", file.display());
+        }
+        let ran = run(&mut std::process::Command::new(file));
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            "hi\n",
+            "{}",
+            file.display()
+        );
+    }
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&sparse).unwrap();
+    assert!(meta.len() > 10 << 30, "stamped at the end");
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "the hole is kept: {} blocks",
+        meta.blocks()
+    );
+}
+
+/// A tree holding a FIFO, a socket, a symlink loop, a symlink to its parent and a file name
+/// that is not UTF-8: `fixup` walks past them all (bounded by `timeout`: no hang) and stamps
+/// the program.
+#[test]
+fn fixup_walks_past_what_is_not_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("out");
+    let bin = tree.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let prog = sample(&bin);
+    assert!(
+        run(std::process::Command::new("mkfifo").arg(bin.join("fifo")))
+            .status
+            .success()
+    );
+    assert!(
+        run(std::process::Command::new("mkfifo").arg(bin.join("libfifo.so.1")))
+            .status
+            .success()
+    );
+    let _listener = std::os::unix::net::UnixListener::bind(bin.join("socket")).unwrap();
+    std::os::unix::fs::symlink("loop-b", bin.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", bin.join("loop-b")).unwrap();
+    std::os::unix::fs::symlink("..", bin.join("up")).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(
+        bin.join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+        b"not ELF",
+    )
+    .unwrap();
+    let out = run(std::process::Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_shrinkwrap"))
+        .arg("fixup")
+        .arg(&tree));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stamped 1 file"), "{stderr}");
+    let ran = run(&mut std::process::Command::new(&prog));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hi\n");
+}
+
+/// As a user who cannot read them (as root: `nobody`, through setpriv): an unreadable file is
+/// one line and exit 1 for `tree`; in a `fixup` tree it is skipped as "unreadable" and
+/// counted; an unreadable directory stops `fixup` before anything is written (the walk must
+/// see the whole tree before planning), one line naming it, exit 1.
+#[test]
+fn unreadable_files_and_directories() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && !common::have("setpriv") {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("shrinkwrap-unreadable-")
+        .tempdir()
+        .unwrap();
+    let tree = tmp.path().join("out");
+    let (bin, locked) = (tree.join("bin"), tree.join("locked"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&locked).unwrap();
+    let ok = sample(&bin);
+    let secret = bin.join("secret");
+    std::fs::copy(&ok, &secret).unwrap();
+    let as_user = |args: &[&std::ffi::OsStr]| {
+        let mut c = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_shrinkwrap"));
+            c
+        } else {
+            shrinkwrap()
+        };
+        run(c.args(args))
+    };
+    if root {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let o = run(std::process::Command::new("chown")
+            .arg("-R")
+            .arg("65534:65534")
+            .arg(&tree));
+        assert!(o.status.success(), "{o:?}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let o = as_user(&["tree".as_ref(), secret.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "shrinkwrap: {}: Permission denied (os error 13)\n",
+            secret.display()
+        )
+    );
+
+    let o = as_user(&["fixup".as_ref(), tree.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("1 skipped: 1 unreadable"), "{stderr}");
+
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // A fresh, unstamped program (`ok` was stamped by the run above).
+    let unstamped = sample(&tree.join("fresh"));
+    if root {
+        let o = run(std::process::Command::new("chown")
+            .arg("65534:65534")
+            .arg(&unstamped));
+        assert!(o.status.success());
+    }
+    let again = std::fs::read(&unstamped).unwrap();
+    let o = as_user(&["fixup".as_ref(), tree.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "shrinkwrap: {}: Permission denied (os error 13)\n",
+            locked.display()
+        )
+    );
+    assert_eq!(std::fs::read(&unstamped).unwrap(), again, "nothing written");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -19,8 +19,8 @@ pub mod stamp;
 pub mod tree;
 pub mod unwrap;
 
-use std::fs::File;
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{PolicyArgs, ResolveArgs};
@@ -76,7 +76,8 @@ pub fn check_loader_option(flag: &str, path: &str) -> Result<(), Outcome> {
 /// else would be resolved, and stamped, as the loader: a program stamped with a library there
 /// dies at its first instruction.
 fn check_interpreter(path: &str) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    let file = crate::lock::open_regular(Path::new(path), std::fs::OpenOptions::new().read(true))
+        .map_err(|e| e.to_string())?;
     let ef = read_elf_file(&file).map_err(|e| format!("not a dynamic loader: {e}"))?;
     let info = &ef.info;
     if info.kind != Kind::SharedLibrary

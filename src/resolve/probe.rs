@@ -169,16 +169,10 @@ pub fn probe_file(path: &Path, original: bool) -> Result<Arc<Object>, ElfError> 
     Ok(Arc::new(Object { info, file_id }))
 }
 
-/// Opens a file that is not a directory, with its [`FileId`].
+/// Opens a regular file (see [`crate::lock::open_regular`]), with its [`FileId`].
 pub fn open_file(path: &Path) -> Result<(File, FileId), ElfError> {
-    let file = File::open(path)?;
+    let file = crate::lock::open_regular(path, std::fs::OpenOptions::new().read(true))?;
     let meta = file.metadata()?;
-    if meta.is_dir() {
-        return Err(ElfError::Io(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            "is a directory",
-        )));
-    }
     Ok((file, file_id(&meta)))
 }
 

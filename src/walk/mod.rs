@@ -47,21 +47,25 @@ pub fn walk(dirs: &[PathBuf]) -> io::Result<Tree> {
     files.dedup();
     // Stat and read the magic of every file in parallel; then take each inode once, in path
     // order, serially.
-    let looked: Vec<Option<(PathBuf, std::fs::Metadata)>> = files
+    let looked: Vec<Option<(PathBuf, std::fs::Metadata, Magic)>> = files
         .into_par_iter()
         .map(|path| {
             let meta = std::fs::symlink_metadata(&path).ok()?;
-            starts_with_elf_magic(&path).then_some((path, meta))
+            let magic = magic(&path);
+            (magic != Magic::Other).then_some((path, meta, magic))
         })
         .collect();
     let mut seen = HashSet::new();
     let mut tree = Tree::default();
-    for (path, meta) in looked.into_iter().flatten() {
+    for (path, meta, magic) in looked.into_iter().flatten() {
         if !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if crate::elf::stamped::is_temp_name(&name) {
+        if magic == Magic::Unreadable {
+            // Whether it is ELF cannot be told: said, not passed over in silence.
+            tree.skipped.push((path, "unreadable"));
+        } else if crate::elf::stamped::is_temp_name(&name) {
             tree.skipped.push((path, "left by a killed shrinkwrap run"));
         } else if is_debug_path(&path) {
             tree.skipped.push((path, "debug file"));
@@ -100,12 +104,23 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-fn starts_with_elf_magic(path: &Path) -> bool {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Magic {
+    Elf,
+    Other,
+    /// It could not be opened or read (no permission): maybe ELF.
+    Unreadable,
+}
+
+/// Whether a regular file starts with the ELF magic.
+fn magic(path: &Path) -> Magic {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut magic))
-        .is_ok()
-        && &magic == b"\x7fELF"
+    let read = std::fs::File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut magic));
+    match read {
+        Ok(()) if &magic == b"\x7fELF" => Magic::Elf,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Magic::Unreadable,
+        _ => Magic::Other,
+    }
 }
 
 /// Separate debug files by convention: under `lib/debug/`, or named `*.debug`.
