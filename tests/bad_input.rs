@@ -354,6 +354,8 @@ fn huge_claims_and_bad_strings_are_refused() {
 }
 
 /// Peak memory of `shrinkwrap ARGS` in KiB (the child's `ru_maxrss`), and its exit code.
+/// The child is reaped by `wait4` itself (std's `wait` cannot give its resource usage).
+#[allow(clippy::zombie_processes)]
 fn peak_kib(args: &[&std::ffi::OsStr]) -> (i64, Option<i32>) {
     let child = shrinkwrap()
         .args(args)
