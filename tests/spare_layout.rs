@@ -181,3 +181,48 @@ fn a_table_that_does_not_fit_takes_the_in_place_layout() {
     assert_eq!(ld_so_list(LOADER, &f.prog).unwrap(), listed);
     assert_eq!(run(&mut Command::new(&f.prog)).status.code(), Some(41));
 }
+
+/// Stamping twice writes nothing. A stamped library rewritten at the same size — `strip` on
+/// one already stripped, or a plain `objcopy` — has its old tables zeroed (no section claims
+/// them any more): its record's saved bytes no longer fit, which must be noticed (the size
+/// alone does not show it). `unwrap` then gives back its names, and the program runs.
+#[test]
+fn same_size_rewrites_after_a_spare_stamp_are_noticed() {
+    if !ready() || !have("strip") || !have("objcopy") {
+        return;
+    }
+    for tool in [&["strip"][..], &["objcopy"][..]] {
+        let f = build(0);
+        let strip = run(Command::new("strip").arg(&f.libfoo));
+        assert!(strip.status.success());
+        let original_needed = readelf_needed(&f.libfoo);
+        let (code, _, err) = sw(&["stamp"], &f.libfoo);
+        assert_eq!(code, 0, "{err}");
+        let stamped = std::fs::read(&f.libfoo).unwrap();
+        let (code, out, err) = sw(&["stamp"], &f.libfoo);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("already stamped"), "{out}");
+        assert!(
+            std::fs::read(&f.libfoo).unwrap() == stamped,
+            "stamping twice wrote bytes"
+        );
+
+        let size = stamped.len() as u64;
+        let o = run(Command::new(tool[0]).arg(&f.libfoo));
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(
+            std::fs::metadata(&f.libfoo).unwrap().len(),
+            size,
+            "{tool:?} kept the size"
+        );
+        let (code, out, err) = sw(&["unwrap"], &f.libfoo);
+        assert_eq!(code, 0, "{tool:?}: {err}");
+        assert!(out.contains("unwrapped its names"), "{tool:?}: {out}");
+        assert_eq!(readelf_needed(&f.libfoo), original_needed, "{tool:?}");
+        assert_eq!(
+            run(&mut Command::new(&f.prog)).status.code(),
+            Some(41),
+            "{tool:?}"
+        );
+    }
+}

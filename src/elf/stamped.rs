@@ -326,14 +326,25 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
         };
         patches.extend(computed);
     }
-    Ok(Ours::Original(Original {
+    let original = Original {
         file,
         size: rec.original_size,
         at: rec.at,
         inserted: rec.inserted,
         patches,
         replace: rec.replace,
-    }))
+    };
+    // The size alone does not prove the file is as we left it: a tool that rewrites it at the
+    // same size (objcopy, or strip on a file already stripped) may zero the old tables a
+    // stamp left in place but no section claims any more. The original's string table, seen
+    // through the saved bytes, must still be the one our table begins with.
+    let intact = read_elf_source(&original)
+        .ok()
+        .is_some_and(|o| ef.dynstr.starts_with(&o.dynstr));
+    if !intact {
+        return Ok(Ours::Changed(rec.names));
+    }
+    Ok(Ours::Original(original))
 }
 
 /// The original file behind our own stamp, as a view: the stamped file without the bytes a
