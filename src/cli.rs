@@ -166,7 +166,7 @@ pub struct UnwrapArgs {
 }
 
 /// Arguments of `adopt`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct AdoptArgs {
     /// Programs (or libraries) built outside the store, adopted in place.
     #[arg(required = true, value_name = "FILE")]

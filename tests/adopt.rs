@@ -303,40 +303,121 @@ fn a_nearest_version_is_offered_never_taken() {
 
 #[test]
 fn of_two_glibc_copies_the_one_the_closure_agrees_with_is_taken_or_none_is() {
+    // Both ways round: the glibc libbar agrees with sorts first, then last (the copies share an
+    // identical loader, which must not stand for the other copy's).
+    for (agreed, other) in [("glibc-a", "glibc-b"), ("glibc-b", "glibc-a")] {
+        let Some(p) = build() else { return };
+        let b = copy_glibc(&p.pool, agreed);
+        let a = copy_glibc(&p.pool, other);
+        std::fs::remove_dir_all(p.glibc.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(p.bar2.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(
+            p.pool
+                .join(format!("{}-bar-1-copy", fake_hash("bar-1-copy"))),
+        )
+        .unwrap();
+        let libbar = Cc::new("cc", BAR, p.bar.join("libbar.so.1"))
+            .shared(Some("libbar.so.1"))
+            .runpath(&s(&b))
+            .build();
+        let (code, out, err) = adopt(&p, &["--dry-run", "--json"], &p.app);
+        assert_eq!(
+            code, 0,
+            "{agreed}: the one glibc libbar agrees with is taken: {err}"
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["files"][0]["interpreter"],
+            s(&b.join("ld-linux-x86-64.so.2")),
+            "{out}"
+        );
+        // Preferring the other glibc's libbar... there is none; preferring the other glibc
+        // itself is refused, named, rather than ignored.
+        let (code, _, err) = adopt(&p, &["--dry-run", "--prefer", &s(&a)], &p.app);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("was built against the glibc in"), "{err}");
+        // Now libfoo names the other glibc: no glibc fits both, and nothing is mixed.
+        let foo_dir = p.pool.join(format!("{}-foo", fake_hash("foo"))).join("lib");
+        Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
+            .shared(Some("libfoo.so.1"))
+            .runpath(&format!("{}:{}", s(&a), s(&p.bar)))
+            .link(&libbar)
+            .build();
+        let (code, _, err) = adopt(&p, &["--dry-run"], &p.app);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("was built against the glibc in"), "{err}");
+        assert!(err.contains("one process cannot mix them"), "{err}");
+    }
+}
+
+/// A library that asks for a name only a library without a soname has as its file name: the
+/// loader would search for it, not match it; refused, naming it. From the program itself the
+/// file name is enough (it names the file by path once adopted).
+#[test]
+fn a_library_without_soname_serves_the_program_only() {
     let Some(p) = build() else { return };
-    // Two more glibc builds; libbar rebuilt naming glibc B in its RUNPATH (built against it).
-    let a = copy_glibc(&p.pool, "glibc-a");
-    let b = copy_glibc(&p.pool, "glibc-b");
-    std::fs::remove_dir_all(p.glibc.parent().unwrap()).unwrap();
-    std::fs::remove_dir_all(p.bar2.parent().unwrap()).unwrap();
-    std::fs::remove_dir_all(
-        p.pool
-            .join(format!("{}-bar-1-copy", fake_hash("bar-1-copy"))),
+    let build_dir = p.pool.parent().unwrap().join("build");
+    let nos = lib_dir(&p.pool, "nos");
+    let libnos = Cc::new("cc", OLD, nos.join("libnos.so"))
+        .shared(None)
+        .build();
+    let qux = lib_dir(&p.pool, "qux");
+    // Linked as `-lnos`: a library without a soname is then named by its file name (by the
+    // path given, were it linked by path).
+    let _ = &libnos;
+    let libqux = Cc::new(
+        "cc",
+        "int old(void);\nint qux(void) { return old(); }\n",
+        qux.join("libqux.so.1"),
     )
-    .unwrap();
-    let libbar = Cc::new("cc", BAR, p.bar.join("libbar.so.1"))
-        .shared(Some("libbar.so.1"))
-        .runpath(&s(&b))
+    .shared(Some("libqux.so.1"))
+    .arg(format!("-L{}", s(&nos)))
+    .arg("-lnos")
+    .build();
+    let direct = Cc::new("cc", APP_OLD, build_dir.join("direct"))
+        .arg(format!("-L{}", s(&nos)))
+        .arg("-lnos")
         .build();
-    let (code, out, err) = adopt(&p, &["--dry-run", "--json"], &p.app);
-    assert_eq!(code, 0, "the one glibc libbar agrees with is taken: {err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        v["files"][0]["interpreter"],
-        s(&b.join("ld-linux-x86-64.so.2")),
-        "{out}"
-    );
-    // Now libfoo names glibc A: no glibc fits both, and nothing is mixed.
-    let foo_dir = p.pool.join(format!("{}-foo", fake_hash("foo"))).join("lib");
-    Cc::new("cc", FOO, foo_dir.join("libfoo.so.1"))
-        .shared(Some("libfoo.so.1"))
-        .runpath(&format!("{}:{}", s(&a), s(&p.bar)))
-        .link(&libbar)
-        .build();
-    let (code, _, err) = adopt(&p, &["--dry-run"], &p.app);
+    let (code, _, err) = adopt(&p, &["--dry-run"], &direct);
+    assert_eq!(code, 0, "the program's own request: {err}");
+    let through = Cc::new(
+        "cc",
+        "int qux(void);\nint main(void) { return qux(); }\n",
+        build_dir.join("through"),
+    )
+    .link(&libqux)
+    .arg(format!("-Wl,-rpath-link,{}", s(&nos)))
+    .build();
+    let (code, _, err) = adopt(&p, &["--dry-run"], &through);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("was built against the glibc in"), "{err}");
-    assert!(err.contains("one process cannot mix them"), "{err}");
+    assert!(err.contains("libnos.so (needed by"), "{err}");
+    assert!(err.contains("it has no soname"), "{err}");
+}
+
+/// Relative pool and preference paths still give absolute paths in the file.
+#[test]
+fn relative_paths_are_made_absolute() {
+    let Some(p) = build() else { return };
+    let parent = p.pool.parent().unwrap();
+    let bar2 = p.bar2.strip_prefix(parent).unwrap();
+    let o = run(shrinkwrap()
+        .current_dir(parent)
+        .args(["adopt", "--dry-run", "--json", "--from", "pool", "--prefer"])
+        .arg(bar2)
+        .arg(&p.app)
+        .env("XDG_CACHE_HOME", parent.join("cache")));
+    assert!(o.status.success(), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &v["files"][0];
+    assert!(f["interpreter"].as_str().unwrap().starts_with('/'), "{f}");
+    for l in f["libraries"].as_array().unwrap() {
+        assert!(l["path"].as_str().unwrap().starts_with(&s(&p.pool)), "{l}");
+    }
+    let o = run(shrinkwrap()
+        .args(["adopt", "--dry-run", "--interpreter", "ld.so", "--from"])
+        .arg(&p.pool)
+        .arg(&p.app));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
 
 /// Polls `ready` every 50 ms for up to 20 s (a condition, not a guess at how long to wait).

@@ -18,6 +18,15 @@ use crate::write;
 /// file, prints the nix-ld environment, or only shows the choices. The lock is read before and
 /// written after, with every file's choices.
 pub fn run(args: &AdoptArgs) -> Outcome {
+    // Every path that ends up in a file, the lock or the environment is absolute: the pool as
+    // given (`std::path::absolute` keeps soname links, which canonicalizing would not).
+    let args = &match absolute_paths(args) {
+        Ok(a) => a,
+        Err(why) => {
+            eprintln!("shrinkwrap: {why}");
+            return Outcome::Usage;
+        }
+    };
     let store = args
         .store_dir
         .clone()
@@ -79,6 +88,22 @@ pub fn run(args: &AdoptArgs) -> Outcome {
         }
     }
     outcome
+}
+
+/// `args` with `--from`, `--prefer` and `--gc-root` made absolute; a relative `--interpreter`
+/// is refused (the kernel would look for it from wherever the program is started).
+fn absolute_paths(args: &AdoptArgs) -> Result<AdoptArgs, String> {
+    let abs = |p: &PathBuf| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut a = args.clone();
+    a.from = args.from.iter().map(abs).collect::<Result<_, _>>()?;
+    a.prefer = args.prefer.iter().map(abs).collect::<Result<_, _>>()?;
+    a.gc_root = args.gc_root.as_ref().map(abs).transpose()?;
+    if let Some(i) = &args.interpreter {
+        if !i.starts_with('/') {
+            return Err(format!("--interpreter {i}: must be an absolute path"));
+        }
+    }
+    Ok(a)
 }
 
 /// One adopted file, as reported.
@@ -360,19 +385,17 @@ fn gc_roots<'a>(
     Ok(roots)
 }
 
-/// Adds `entry`'s choices to the pins (the first choice of a name stays).
+/// Puts `entry`'s choices into the pins.
 fn pin(pinned: &mut Option<Pins>, index: &Index, entry: &Entry) {
     let p = pinned.get_or_insert_with(|| Pins {
         version: pins::VERSION,
         interpreter: None,
         libraries: Default::default(),
     });
-    p.interpreter
-        .get_or_insert_with(|| PathBuf::from(&entry.interpreter));
+    // This run's choices replace the pins: the same ones where they were pinned, and those
+    // `--update-lock` chose again.
+    p.interpreter = Some(PathBuf::from(&entry.interpreter));
     for l in &entry.libraries {
-        if p.libraries.contains_key(&l.name) {
-            continue;
-        }
         let Some(lib) = index
             .libs
             .iter()

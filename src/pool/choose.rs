@@ -75,6 +75,13 @@ pub enum Trouble {
         built_against: PathBuf,
         glibc: PathBuf,
     },
+    /// A library asks for a name only a library without a soname has as its file name: the
+    /// loader matches a library's request by soname, and would search for it.
+    NoSoname {
+        name: String,
+        needed_by: String,
+        path: PathBuf,
+    },
     /// A library asks by name for what only another version answers to: the program's own
     /// entry can name that file, but the loader matches the library's request by soname.
     InexactForLibrary {
@@ -134,6 +141,15 @@ impl std::fmt::Display for Trouble {
                 built_against.display(),
                 glibc.display()
             ),
+            Trouble::NoSoname {
+                name,
+                needed_by,
+                path,
+            } => write!(
+                f,
+                "{name} (needed by {needed_by}): only {} answers to it, by its file name (it has no soname), and the loader would search for a library's request by name instead",
+                path.display()
+            ),
             Trouble::InexactForLibrary {
                 name,
                 needed_by,
@@ -186,14 +202,24 @@ pub fn choose(
         Some(Err(t)) => return Err(vec![t]),
         None => glibcs.clone(),
     };
+    // Each glibc tried with every other choice settled at random (the first candidate): only
+    // conflicts with the glibc tell whether the closure agrees with it; the user is asked
+    // about the rest once the glibc is settled.
     let mut agreeing = Vec::new();
     let mut first_trouble = None;
     for &g in &tries {
-        match w.closure(root, root_path, Some(g), &mut |_, _, _| None) {
-            Ok(_) => agreeing.push(g),
-            Err(t) => {
-                first_trouble.get_or_insert(t);
-            }
+        let conflicts: Vec<Trouble> =
+            match w.closure(root, root_path, Some(g), &mut |_, _, _| Some(0)) {
+                Ok(_) => Vec::new(),
+                Err(t) => t
+                    .into_iter()
+                    .filter(|t| matches!(t, Trouble::GlibcConflict { .. }))
+                    .collect(),
+            };
+        if conflicts.is_empty() {
+            agreeing.push(g);
+        } else {
+            first_trouble.get_or_insert(conflicts);
         }
     }
     let glibc = match agreeing.as_slice() {
@@ -375,30 +401,58 @@ impl Walk<'_> {
             if name.contains('/') {
                 continue;
             }
-            let mut candidates = self.distinct(self.answering(&name));
-            let glibc_part = is_glibc_part(&name);
-            if let Some(dir) = &glibc_dir {
-                candidates.retain(|&i| {
-                    let l = self.lib(i);
-                    if glibc_part {
-                        &real_dir(l.dir()) == dir
-                    } else {
-                        built_against(l, &glibc_dirs).is_none_or(|b| &b == dir)
-                    }
+            // A library asks by soname only: one without a soname that matched by its file
+            // name would be searched for by the loader, not matched.
+            let by_name = self.answering(&name);
+            let from_library = needed_by != root_path;
+            let answering: Vec<usize> = by_name
+                .iter()
+                .copied()
+                .filter(|&i| !from_library || self.lib(i).info.soname.as_deref() == Some(&name))
+                .collect();
+            if answering.is_empty() && !by_name.is_empty() {
+                troubles.push(Trouble::NoSoname {
+                    name: name.clone(),
+                    needed_by: needed_by.clone(),
+                    path: self.lib(by_name[0]).path.clone(),
                 });
-                if candidates.is_empty() && !glibc_part {
-                    // Only copies built against another glibc: name the first.
-                    if let Some(&i) = self.distinct(self.answering(&name)).first() {
-                        let l = self.lib(i);
-                        troubles.push(Trouble::GlibcConflict {
-                            library: l.path.clone(),
-                            built_against: built_against(l, &glibc_dirs).unwrap_or_default(),
-                            glibc: dir.clone(),
-                        });
-                        continue;
-                    }
+                continue;
+            }
+            // The glibc first, then one of each identical file: a copy in another glibc's
+            // directory must not stand for the one in ours.
+            let glibc_part = is_glibc_part(&name);
+            let fits_glibc = |w: &Self, i: usize| {
+                let Some(dir) = &glibc_dir else { return true };
+                let l = w.lib(i);
+                match glibc_part {
+                    true => &real_dir(l.dir()) == dir,
+                    false => built_against(l, &glibc_dirs).is_none_or(|b| &b == dir),
+                }
+            };
+            let agreeing: Vec<usize> = answering
+                .iter()
+                .copied()
+                .filter(|&i| fits_glibc(self, i))
+                .collect();
+            if let Some(dir) = &glibc_dir {
+                // Only copies built against another glibc, or the one the user prefers is:
+                // name it, rather than take another or nothing in silence.
+                let refused = answering.iter().copied().find(|&i| {
+                    !fits_glibc(self, i)
+                        && (agreeing.is_empty() || self.preferred(self.lib(i)))
+                        && !agreeing.iter().any(|&a| self.preferred(self.lib(a)))
+                });
+                if let (Some(i), false) = (refused, glibc_part) {
+                    let l = self.lib(i);
+                    troubles.push(Trouble::GlibcConflict {
+                        library: l.path.clone(),
+                        built_against: built_against(l, &glibc_dirs).unwrap_or_default(),
+                        glibc: dir.clone(),
+                    });
+                    continue;
                 }
             }
+            let candidates = self.distinct(agreeing);
             let pick = if name == "libc.so.6" && glibc.is_some() {
                 glibc.map(|g| (g, true))
             } else {
