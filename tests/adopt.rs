@@ -888,3 +888,24 @@ fn an_inexact_version_a_library_also_needs_is_refused() {
         "{end}"
     );
 }
+
+/// A DT_NEEDED that is a path (a library without a soname, linked by its path) outside the
+/// pool is named as not there, not passed over.
+#[test]
+fn a_needed_path_outside_the_pool_is_named() {
+    let Some(p) = build() else { return };
+    let build_dir = p.pool.parent().unwrap().join("build");
+    let libpath = Cc::new("cc", OLD, build_dir.join("libbypath.so"))
+        .shared(None)
+        .build();
+    let prog = Cc::new("cc", APP_OLD, build_dir.join("bypath"))
+        .link(&libpath)
+        .build();
+    assert!(common::readelf_needed(&prog).contains(&s(&libpath)));
+    let (code, _, err) = adopt(&p, &["--dry-run"], &prog);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{} (needed by", s(&libpath))) && err.contains("not in the pool"),
+        "{err}"
+    );
+}

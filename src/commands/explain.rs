@@ -175,6 +175,15 @@ impl Explain {
             _ => format!("could not run strace: {e}"),
         })?;
         let text = String::from_utf8_lossy(&out.stderr);
+        // The count means something only if strace saw the loader through to its end (ptrace
+        // may be forbidden, or the program may not start at all).
+        if !text.contains("set_tid_address(") {
+            let why = text
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            return Err(format!("strace did not see it start ({})", why.trim()));
+        }
         Ok(count_calls(&text))
     }
 }

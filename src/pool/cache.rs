@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::elf::ElfInfo;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// What a file's metadata says about whether it is still the file that was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +22,9 @@ pub struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
-    mtime_ns: i64,
+    /// Seconds and nanoseconds apart: any time a file system can hold, without overflow.
+    mtime: i64,
+    mtime_nsec: i64,
 }
 
 impl Stamp {
@@ -31,7 +33,8 @@ impl Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
         }
     }
 }

@@ -399,6 +399,31 @@ impl Walk<'_> {
                 continue;
             }
             if name.contains('/') {
+                // A path: the loader opens it as it is. In the pool, it is part of the
+                // closure; elsewhere it is not there to adopt from.
+                match self
+                    .fits
+                    .iter()
+                    .copied()
+                    .find(|&i| self.lib(i).path == Path::new(&name))
+                {
+                    Some(lib) => {
+                        for n in &self.lib(lib).info.needed {
+                            queue.push((n.clone(), name.clone()));
+                        }
+                        chosen.push(Chosen {
+                            name,
+                            lib,
+                            exact: true,
+                            needed_by,
+                        });
+                    }
+                    None => troubles.push(Trouble::NotFound {
+                        name,
+                        needed_by,
+                        near: Vec::new(),
+                    }),
+                }
                 continue;
             }
             // A library asks by soname only: one without a soname that matched by its file

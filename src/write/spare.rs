@@ -30,10 +30,6 @@ use super::{verify, WriteError};
 use crate::elf::stamped::Record;
 use crate::elf::{ElfFile, Source};
 
-/// Page size the spare bytes must not reach into another segment's page by (the smallest a
-/// loader maps with; a larger one only leaves more room).
-const PAGE: u64 = 4096;
-
 /// A spare stamp: the bytes to lay over a copy of the file.
 pub(super) struct Spare {
     patches: Vec<(u64, Vec<u8>)>,
@@ -153,9 +149,9 @@ pub(super) fn build(
     let edits = edits(load, at_off, at_addr, strsz)?;
     dynstr.extend_from_slice(&record(&edits, at_off, strsz));
     if dynstr.len() as u64 != strsz || edits.len() != sizing.len() {
-        return Err(WriteError::Unsupported(
-            "the record's length changed with its values".into(),
-        ));
+        // The sizing run saw a table short enough to save its padding as bytes, not as a
+        // zero run: not worth a second pass, the in-place layout takes it.
+        return Ok(None);
     }
     let mut patches: Vec<(u64, Vec<u8>)> = edits.into_iter().map(|e| (e.at, e.new)).collect();
     patches.push((at_off, dynstr));
@@ -206,7 +202,10 @@ fn spare_room(
     ef: &ElfFile,
     len: u64,
 ) -> Result<Option<(usize, u64, u64)>, WriteError> {
-    let page_down = |v: u64| v & !(PAGE - 1);
+    // Clear by the largest page a loader of this file may map with (its largest PT_LOAD
+    // alignment, at least 4 KiB): on a 64 KiB-page machine a 4 KiB gap is not a gap.
+    let page = verify::max_load_align(&ef.phdrs);
+    let page_down = |v: u64| v & !(page - 1);
     let sht_size = SectionHeader::size(ef.ctx) as u64 * ef.shdrs.len() as u64;
     let by_preference = ef
         .phdrs
