@@ -62,7 +62,7 @@ pub fn run(args: &AdoptArgs) -> Outcome {
     let mut outcome = Outcome::Success;
     let mut entries = Vec::new();
     for file in &args.files {
-        match adopt_one(args, &index, pinned.as_ref(), file) {
+        match adopt_one(args, &store, &index, pinned.as_ref(), file) {
             Ok(entry) => {
                 if !args.json {
                     print(&entry.text(args));
@@ -161,6 +161,7 @@ impl Entry {
 
 fn adopt_one(
     args: &AdoptArgs,
+    store: &StoreDir,
     index: &Index,
     pinned: Option<&Pins>,
     file: &Path,
@@ -219,14 +220,9 @@ fn adopt_one(
     };
     let gc_roots = match &args.gc_root {
         Some(dir) => {
-            let store = args
-                .store_dir
-                .clone()
-                .map(StoreDir::new)
-                .unwrap_or_else(StoreDir::from_env);
             let used = std::iter::once(interpreter.as_str())
                 .chain(libraries.iter().map(|l| l.path.as_str()));
-            gc_roots(dir, &store, used).map_err(one)?
+            gc_roots(dir, store, used).map_err(one)?
         }
         None => Vec::new(),
     };
