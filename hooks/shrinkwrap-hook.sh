@@ -2,7 +2,10 @@
 # shrinkwrapHook: after the normal fixup, stamp every ELF file of every output (all but
 # `debug`) with its whole shared-library closure as absolute paths, so the loader opens each
 # library once and searches for nothing. Runs from postFixupHooks: after patchelf's
-# --shrink-rpath and strip, and after autoPatchelfHook (which must be listed first).
+# --shrink-rpath and strip, and after autoPatchelfHook wherever that is listed.
+#
+# Once sourced, `shrinkwrap` is still the binary (`shrinkwrap tree FILE` works in any phase);
+# the hook adds only the functions and variables named below.
 #
 # Options, as derivation attributes (lists work with and without __structuredAttrs):
 #   dontShrinkwrap            skip the hook.
@@ -12,14 +15,56 @@
 #   shrinkwrapAllowMissing    missing sonames to leave bare instead of failing.
 #                             use: shrinkwrapAllowMissing = [ "libjack.so.0" ];
 #   shrinkwrapFlags           more `shrinkwrap fixup` flags.
-#                             use: shrinkwrapFlags = [ "--no-default-keep" ];
+#                             use: shrinkwrapFlags = [ "--programs-only" ];
+#   shrinkwrapStoreDir        the store directory (default: $NIX_STORE_DIR, else $NIX_STORE,
+#                             which Nix sets in every build, else /nix/store).
+#                             use: shrinkwrapStoreDir = "/gnu/store";
 # Shell functions:
 #   addShrinkwrapSearchPath DIR...   more library directories to resolve against.
 #                             use: preFixup = "addShrinkwrapSearchPath $out/libexec/lib";
-#   shrinkwrap PATH...        run it by hand, with the same options, on other paths; from
+#   shrinkwrapFixup PATH...   stamp other paths by hand, with the same options; from
 #                             postFixup, after patchelf --shrink-rpath (which would delete
 #                             the RUNPATH of a file stamped before it) and strip.
-#                             use: postFixup = "shrinkwrap $out/opt/app";
+#                             use: postFixup = "shrinkwrapFixup $out/opt/app";
+
+# Sourced once, however many dependencies propagate the hook.
+if [ -n "${shrinkwrapHookSourced-}" ]; then
+    return 0
+fi
+shrinkwrapHookSourced=1
+
+# Older stdenvs lack these; the same names and behaviour, so the rest reads as on a new one.
+if ! declare -F concatTo >/dev/null; then
+    # concatTo ARRAY VAR...: appends each VAR to ARRAY, an array as it is, a string split on
+    # whitespace (no globbing).
+    concatTo() {
+        local -n concatToOut=$1
+        shift
+        local name
+        for name in "$@"; do
+            if [[ "$(declare -p "$name" 2>/dev/null)" == "declare -a"* ]]; then
+                local -n concatToIn=$name
+                concatToOut+=("${concatToIn[@]}")
+                unset -n concatToIn
+            elif [ -n "${!name-}" ]; then
+                local words
+                read -r -d "" -a words <<<"${!name}" || true
+                concatToOut+=("${words[@]}")
+            fi
+        done
+    }
+fi
+if ! declare -F nixLog >/dev/null; then
+    # nixLog MESSAGE...: one line on the build log, after the calling function's name.
+    nixLog() {
+        printf '%s: %s\n' "${FUNCNAME[1]}" "$*" >&2
+    }
+fi
+if ! declare -F nixErrorLog >/dev/null; then
+    nixErrorLog() {
+        printf '%s\n' "$*" >&2
+    }
+fi
 
 shrinkwrapSearchPath=()
 
@@ -33,34 +78,20 @@ shrinkwrapAddInput() {
 addEnvHooks "$targetOffset" shrinkwrapAddInput
 
 addShrinkwrapSearchPath() {
-    local dir
-    for dir in "$@"; do
-        shrinkwrapSearchPath+=("$dir")
-    done
-}
-
-# Reads option $1 as a list into the array named $2: a bash array under __structuredAttrs,
-# a space-separated string otherwise.
-# shellcheck disable=SC2034 # the nameref writes the caller's array
-shrinkwrapList() {
-    local -n shrinkwrapListOut=$2
-    shrinkwrapListOut=()
-    if [[ "$(declare -p "$1" 2>/dev/null)" == "declare -a"* ]]; then
-        local -n shrinkwrapListIn=$1
-        shrinkwrapListOut=("${shrinkwrapListIn[@]}")
-    elif [ -n "${!1-}" ]; then
-        read -r -a shrinkwrapListOut <<<"${!1}"
-    fi
+    shrinkwrapSearchPath+=("$@")
 }
 
 # Stamps PATH... (directories or files) with the hook's options.
-shrinkwrap() {
-    local keep allowMissing flags dir glob
-    # fixup takes its job count from $NIX_BUILD_CORES itself.
-    local args=()
-    shrinkwrapList shrinkwrapKeep keep
-    shrinkwrapList shrinkwrapAllowMissing allowMissing
-    shrinkwrapList shrinkwrapFlags flags
+shrinkwrapFixup() {
+    local keep=() allowMissing=() flags=() args=() dir glob
+    concatTo keep shrinkwrapKeep
+    concatTo allowMissing shrinkwrapAllowMissing
+    concatTo flags shrinkwrapFlags
+    # An attribute first; then what a user's environment says; then what Nix sets in builds.
+    local storeDir=${shrinkwrapStoreDir:-${NIX_STORE_DIR:-${NIX_STORE:-}}}
+    if [ -n "$storeDir" ]; then
+        args+=(--store-dir "$storeDir")
+    fi
     for dir in "${shrinkwrapSearchPath[@]}"; do
         args+=(--search "$dir")
     done
@@ -70,39 +101,73 @@ shrinkwrap() {
     for glob in "${allowMissing[@]}"; do
         args+=(--allow-missing "$glob")
     done
-    command shrinkwrap fixup "${args[@]}" "${flags[@]}" "$@"
+    # fixup takes its job count from $NIX_BUILD_CORES itself.
+    shrinkwrap fixup "${args[@]}" "${flags[@]}" "$@"
+}
+
+# The hooks that rewrite ELF files in postFixup and so must run before the stamping.
+shrinkwrapRunsAfter=(autoPatchelfPostFixup)
+
+# Index of the last postFixupHooks entry that must run before shrinkwrapPostFixup, or -1.
+shrinkwrapLastBefore() {
+    local i name last=-1
+    for i in "${!postFixupHooks[@]}"; do
+        for name in "${shrinkwrapRunsAfter[@]}"; do
+            if [ "${postFixupHooks[$i]}" = "$name" ]; then
+                last=$i
+            fi
+        done
+    done
+    echo "$last"
+}
+
+# From preFixupHooks (so before postFixup's list is read): moves shrinkwrapPostFixup after
+# autoPatchelfPostFixup, so the order in nativeBuildInputs does not matter.
+shrinkwrapOrderHooks() {
+    local i last hooks=()
+    last=$(shrinkwrapLastBefore)
+    for i in "${!postFixupHooks[@]}"; do
+        if [ "${postFixupHooks[$i]}" != shrinkwrapPostFixup ]; then
+            hooks+=("${postFixupHooks[$i]}")
+        fi
+        if [ "$i" = "$last" ]; then
+            hooks+=(shrinkwrapPostFixup)
+        fi
+    done
+    if ((last >= 0)); then
+        postFixupHooks=("${hooks[@]}")
+    fi
 }
 
 shrinkwrapPostFixup() {
     if [ -n "${dontShrinkwrap-}" ]; then
-        echo "shrinkwrap: dontShrinkwrap is set, not stamping"
+        nixLog "dontShrinkwrap is set, not stamping"
         return 0
     fi
-    # Hooks run in the order their packages were listed: autoPatchelfHook's must come first,
-    # or we would stamp files it has not patched yet.
-    local i me=-1 auto=-1
+    # Only when a custom fixupPhase skipped preFixupHooks can autoPatchelf still come later:
+    # stamping now would lift libraries it has not patched in yet.
+    local i me=-1
     for i in "${!postFixupHooks[@]}"; do
-        case "${postFixupHooks[$i]}" in
-        shrinkwrapPostFixup) me=$i ;;
-        autoPatchelfPostFixup) auto=$i ;;
-        esac
+        if [ "${postFixupHooks[$i]}" = shrinkwrapPostFixup ]; then
+            me=$i
+        fi
     done
-    if ((auto > me)); then
-        echo "shrinkwrap: autoPatchelfHook would run after shrinkwrapHook; list autoPatchelfHook before shrinkwrapHook in nativeBuildInputs" >&2
+    if (($(shrinkwrapLastBefore) > me)); then
+        nixErrorLog "shrinkwrapHook: autoPatchelfHook would run after it (preFixupHooks did not run); call shrinkwrapFixup from postFixup instead"
         return 1
     fi
     # Not `outputs`: getAllOutputNames reads stdenv's `outputs`, which a local of that name
     # would hide from it.
-    local name names dirs=()
-    names=$(getAllOutputNames)
-    for name in $names; do
+    local name dirs=()
+    for name in $(getAllOutputNames); do
         if [ "$name" != debug ] && [ -e "${!name}" ]; then
             dirs+=("${!name}")
         fi
     done
     if ((${#dirs[@]})); then
-        shrinkwrap "${dirs[@]}"
+        shrinkwrapFixup "${dirs[@]}"
     fi
 }
 
+preFixupHooks+=(shrinkwrapOrderHooks)
 postFixupHooks+=(shrinkwrapPostFixup)

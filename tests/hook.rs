@@ -112,7 +112,12 @@ impl Fx {
 /// The fake store with empty outputs `out`, `lib`, `debug`, the input `dep` with
 /// `lib/libdep.so.1`, and the input `nolib` without a `lib` directory.
 fn base() -> Fx {
-    let st = Store::new();
+    base_in("nix/store")
+}
+
+/// `base()` with the store at `<tmp>/<dir>`.
+fn base_in(dir: &str) -> Fx {
+    let st = Store::at(dir);
     let store = std::fs::canonicalize(&st.store).unwrap();
     let pkg = |name: &str| std::fs::canonicalize(st.package(name)).unwrap();
     let (out, lib, debug) = (pkg("out"), pkg("lib"), pkg("debug"));
@@ -139,7 +144,12 @@ fn base() -> Fx {
 /// `$out/bin/hello` needing libfoo; `$lib/bin/tool` needing libdep; copies of the unstamped
 /// `hello` in `$debug`. No RUNPATH names the input's lib directory.
 fn fixture(parts: &[Part]) -> Fx {
-    let mut fx = base();
+    fixture_in("nix/store", parts)
+}
+
+/// `fixture()` with the store at `<tmp>/<dir>`.
+fn fixture_in(dir: &str, parts: &[Part]) -> Fx {
+    let mut fx = base_in(dir);
     let cc = "cc";
     let (st, out, lib) = (&fx.st, fx.out.clone(), fx.lib.clone());
     let dep_lib = fx.dep.join("lib");
@@ -222,8 +232,13 @@ struct Opts<'a> {
 }
 
 /// The script: stand-in, outputs, options, hook, inputs, `fixupPhase`.
-fn script(fx: &Fx, structured: bool, o: &Opts) -> String {
+fn script(fx: &Fx, mode: Mode, o: &Opts) -> String {
+    let structured = mode.structured;
     let mut t = String::new();
+    if mode.helpers {
+        // Newer stdenv's helpers, its messages on stdout (to tell them from the fallbacks').
+        t += "standinHelpers=1\nNIX_LOG_FD=1\n";
+    }
     t += &format!(
         "source {}\n",
         q(&s(&repo().join("tests/nix/stdenv-standin.sh")))
@@ -306,6 +321,11 @@ fn run_script(fx: &Fx, text: String) -> Ran {
     for var in [
         "LD_LIBRARY_PATH",
         "__structuredAttrs",
+        "standinHelpers",
+        "NIX_LOG_FD",
+        "NIX_STORE",
+        "shrinkwrapHookSourced",
+        "shrinkwrapStoreDir",
         "dontShrinkwrap",
         "shrinkwrapKeep",
         "shrinkwrapAllowMissing",
@@ -378,11 +398,50 @@ fn restore(snap: &Snapshot) {
     }
 }
 
-fn mode_name(structured: bool) -> &'static str {
-    if structured {
-        "with __structuredAttrs"
-    } else {
-        "without __structuredAttrs"
+/// How the stand-in stdenv is set up.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// `__structuredAttrs`: list options are bash arrays.
+    structured: bool,
+    /// A newer stdenv, with `concatTo`, `nixLog` and `nixErrorLog` (`$NIX_LOG_FD` is stdout);
+    /// else an older one, and the hook's fallbacks (on stderr).
+    helpers: bool,
+}
+
+const MODES: [Mode; 4] = [
+    Mode {
+        structured: false,
+        helpers: false,
+    },
+    Mode {
+        structured: true,
+        helpers: false,
+    },
+    Mode {
+        structured: false,
+        helpers: true,
+    },
+    Mode {
+        structured: true,
+        helpers: true,
+    },
+];
+
+impl Mode {
+    fn name(&self) -> String {
+        format!(
+            "{} __structuredAttrs, {} stdenv's helpers",
+            if self.structured { "with" } else { "without" },
+            if self.helpers { "with" } else { "without" }
+        )
+    }
+    /// Where `nixLog` writes: stdout with stdenv's helpers, stderr with the hook's fallbacks.
+    fn log<'r>(&self, ran: &'r Ran) -> &'r str {
+        if self.helpers {
+            &ran.stdout
+        } else {
+            &ran.stderr
+        }
     }
 }
 
@@ -467,15 +526,15 @@ fn stamps_out_and_lib_but_not_debug() {
             file.display()
         );
     }
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
         restore(&pristine);
         let opts = Opts {
             // What `dontShrinkwrap = false;` becomes in either mode.
             strings: vec![("dontShrinkwrap", String::new())],
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_eq!(ran.code, 0, "{ctx}: {ran}");
         let after = snapshot(&fx.store);
 
@@ -523,13 +582,9 @@ fn stamps_out_and_lib_but_not_debug() {
     }
 }
 
-#[test]
-fn passes_options_and_existing_outputs_to_fixup() {
-    if !tools() {
-        return;
-    }
-    // A stand-in `shrinkwrap` first on PATH records each command line, one word a line.
-    let fx = base();
+/// A stand-in `shrinkwrap` (in the returned directory, to put first on PATH) that appends each
+/// command line to the returned file, one word a line, then `--end--`.
+fn recording_stub(fx: &Fx) -> (PathBuf, PathBuf) {
     let stub_dir = fx.st.scratch().join("stub");
     std::fs::create_dir_all(&stub_dir).unwrap();
     let argv = fx.st.scratch().join("argv");
@@ -544,11 +599,21 @@ fn passes_options_and_existing_outputs_to_fixup() {
     )
     .unwrap();
     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (stub_dir, argv)
+}
+
+#[test]
+fn passes_options_and_existing_outputs_to_fixup() {
+    if !tools() {
+        return;
+    }
+    let fx = base();
+    let (stub_dir, argv) = recording_stub(&fx);
     let extra = s(&fx.st.pads[1]);
     // An output that was never created: left out.
     let doc = fx.store.join(format!("{}-doc", common::fake_hash("doc")));
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
         std::fs::remove_file(&argv).ok();
         let opts = Opts {
             lists: vec![
@@ -568,10 +633,17 @@ fn passes_options_and_existing_outputs_to_fixup() {
                 q(&s(&doc)),
                 q(&s(&stub_dir))
             ),
+            after_fixup: "echo \"standin-concatTo=${standinConcatToCalls-none}\"".into(),
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_eq!(ran.code, 0, "{ctx}: {ran}");
+        // The lists were read by stdenv's concatTo where it has one.
+        let calls = if mode.helpers { "3" } else { "none" };
+        assert!(
+            ran.stdout.contains(&format!("standin-concatTo={calls}\n")),
+            "{ctx}: {ran}"
+        );
         let text = std::fs::read_to_string(&argv)
             .unwrap_or_else(|e| panic!("{ctx}: shrinkwrap never ran ({e})\n{ran}"));
         let calls: Vec<&str> = text.split("--end--\n").filter(|c| !c.is_empty()).collect();
@@ -579,8 +651,11 @@ fn passes_options_and_existing_outputs_to_fixup() {
         let words: Vec<&str> = calls[0].lines().collect();
         let dep_lib = s(&fx.dep.join("lib"));
         // No -j of the hook's own (fixup reads $NIX_BUILD_CORES), so the user's goes through.
+        let store = s(&fx.store);
         let want = [
             "fixup",
+            "--store-dir",
+            &store,
             "--search",
             &dep_lib,
             "--search",
@@ -613,17 +688,17 @@ fn dont_shrinkwrap_changes_nothing() {
     }
     let fx = fixture(&[]);
     let before = snapshot(&fx.store);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
         let opts = Opts {
             strings: vec![("dontShrinkwrap", "1".into())],
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_eq!(ran.code, 0, "{ctx}: {ran}");
         assert!(
-            ran.stdout
-                .contains("shrinkwrap: dontShrinkwrap is set, not stamping"),
+            mode.log(&ran)
+                .contains("shrinkwrapPostFixup: dontShrinkwrap is set, not stamping"),
             "{ctx}: {ran}"
         );
         assert!(!ran.stderr.contains("fixing up"), "{ctx}: {ran}");
@@ -641,13 +716,13 @@ fn keep_allow_missing_and_flags() {
     let needs_gone = fx.out.join("bin/needs-gone");
     let uses_nv = fx.out.join("bin/uses-nv");
     let nv = s(&fx.dep.join("lib/libnvidia-test.so.1"));
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
 
         // No options: the missing library fails the build and its file keeps its bytes;
         // the rest is stamped as usual (libfoo lifted, the NVIDIA-named library kept).
         restore(&pristine);
-        let ran = run_script(&fx, script(&fx, structured, &Opts::default()));
+        let ran = run_script(&fx, script(&fx, mode, &Opts::default()));
         assert_ne!(ran.code, 0, "{ctx}: a missing library must fail\n{ran}");
         assert!(
             ran.stderr.contains(&format!(
@@ -678,7 +753,7 @@ fn keep_allow_missing_and_flags() {
             ],
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_eq!(ran.code, 0, "{ctx}: {ran}");
         assert_eq!(ran.stderr, "", "{ctx}: --quiet must silence fixup\n{ran}");
         let hello = assert_bare(&fx.hello(), "libfoo.so.1", ctx);
@@ -710,12 +785,12 @@ fn add_shrinkwrap_search_path() {
     let pristine = snapshot(&fx.store);
     let uses_extra = fx.out.join("bin/uses-extra");
     let empty = s(&fx.st.pads[0]);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
 
         // Without it, libextra.so.1 is missing.
         restore(&pristine);
-        let ran = run_script(&fx, script(&fx, structured, &Opts::default()));
+        let ran = run_script(&fx, script(&fx, mode, &Opts::default()));
         assert_ne!(ran.code, 0, "{ctx}: {ran}");
         assert!(
             ran.stderr.contains("shrinkwrap: missing libextra.so.1"),
@@ -743,7 +818,7 @@ fn add_shrinkwrap_search_path() {
                     ..Opts::default()
                 }
             };
-            let ran = run_script(&fx, script(&fx, structured, &opts));
+            let ran = run_script(&fx, script(&fx, mode, &opts));
             assert_eq!(ran.code, 0, "{ctx}: {ran}");
             let needed = assert_stamped(&uses_extra, false, &ctx);
             assert!(
@@ -758,7 +833,7 @@ fn add_shrinkwrap_search_path() {
 }
 
 #[test]
-fn shrinkwrap_function_by_hand() {
+fn shrinkwrap_fixup_function_by_hand() {
     if !tools() {
         return;
     }
@@ -772,12 +847,12 @@ fn shrinkwrap_function_by_hand() {
     std::fs::copy(fx.hello(), &m_hello).unwrap();
     std::fs::copy(fx.tool(), &m_tool).unwrap();
     let pristine = snapshot(&fx.store);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &mode.name();
         for how in ["postFixup", "after fixupPhase"] {
             let ctx = format!("{ctx}, {how}");
             restore(&pristine);
-            let call = format!("shrinkwrap {}", q(&s(&manual)));
+            let call = format!("shrinkwrapFixup {}", q(&s(&manual)));
             let mut opts = Opts {
                 lists: vec![
                     ("shrinkwrapKeep", vec!["libzzz*", "libfo*"]),
@@ -790,7 +865,7 @@ fn shrinkwrap_function_by_hand() {
             } else {
                 opts.after_fixup = call;
             }
-            let ran = run_script(&fx, script(&fx, structured, &opts));
+            let ran = run_script(&fx, script(&fx, mode, &opts));
             assert_eq!(ran.code, 0, "{ctx}: {ran}");
             // shrinkwrapFlags: --quiet, so no start or summary line.
             assert!(
@@ -816,60 +891,178 @@ fn shrinkwrap_function_by_hand() {
 /// Shell code defining a stand-in autoPatchelfHook's postFixup function.
 const AUTO_PATCHELF: &str = "autoPatchelfPostFixup() { echo autopatchelf-ran >&2; }";
 
+/// Asserts the stand-in autoPatchelf ran, then the stamping, and that the outputs are stamped.
+fn assert_auto_patchelf_then_stamped(fx: &Fx, ran: &Ran, ctx: &str) {
+    assert_eq!(ran.code, 0, "{ctx}: {ran}");
+    let auto = ran.stderr.find("autopatchelf-ran");
+    let stamp = ran.stderr.find("shrinkwrap: fixing up");
+    assert!(
+        matches!((auto, stamp), (Some(a), Some(b)) if a < b),
+        "{ctx}: autoPatchelf must run before shrinkwrap\n{ran}"
+    );
+    assert_eq!(
+        ran.stderr.matches("autopatchelf-ran").count(),
+        1,
+        "{ctx}: {ran}"
+    );
+    assert_eq!(
+        ran.stderr.matches("shrinkwrap: fixing up").count(),
+        1,
+        "{ctx}: {ran}"
+    );
+    assert_stamped(&fx.hello(), false, ctx);
+    assert_stamped(&fx.libfoo(), true, ctx);
+    assert_runs(&fx.hello(), "foo=41\n", ctx);
+}
+
 #[test]
-fn auto_patchelf_listed_after_is_refused() {
+fn auto_patchelf_runs_first_whatever_the_order() {
     if !tools() {
         return;
     }
     let fx = fixture(&[]);
     let pristine = snapshot(&fx.store);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    // Another postFixup hook, listed last: it keeps its place after both.
+    let other = "otherPostFixup() { echo other-ran >&2; }";
+    for mode in MODES {
+        for listed in ["before", "after"] {
+            let ctx = &format!(
+                "{}, autoPatchelfHook listed {listed} shrinkwrapHook",
+                mode.name()
+            );
+            restore(&pristine);
+            let register = "postFixupHooks+=(autoPatchelfPostFixup)";
+            let (before_hook, after_hook) = if listed == "before" {
+                (
+                    format!("{AUTO_PATCHELF}\n{other}\n{register}"),
+                    String::new(),
+                )
+            } else {
+                (format!("{AUTO_PATCHELF}\n{other}"), register.to_string())
+            };
+            let opts = Opts {
+                before_hook,
+                after_hook: format!("{after_hook}\npostFixupHooks+=(otherPostFixup)"),
+                ..Opts::default()
+            };
+            let ran = run_script(&fx, script(&fx, mode, &opts));
+            assert_auto_patchelf_then_stamped(&fx, &ran, ctx);
+            let stamp = ran.stderr.find("shrinkwrap: stamped");
+            let other = ran.stderr.find("other-ran");
+            assert!(
+                matches!((stamp, other), (Some(a), Some(b)) if a < b),
+                "{ctx}: the other hook must keep its place\n{ran}"
+            );
+        }
+    }
+}
 
-        // Listed after shrinkwrapHook: refused before anything is stamped.
+#[test]
+fn auto_patchelf_after_it_without_pre_fixup_hooks_is_refused() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture(&[]);
+    let pristine = snapshot(&fx.store);
+    for mode in MODES {
+        let ctx = &mode.name();
         restore(&pristine);
+        // A fixupPhase of the derivation's own that runs postFixup only: the hook could not
+        // reorder, and must not stamp before autoPatchelf.
         let opts = Opts {
             before_hook: AUTO_PATCHELF.into(),
-            after_hook: "postFixupHooks+=(autoPatchelfPostFixup)".into(),
+            after_hook:
+                "postFixupHooks+=(autoPatchelfPostFixup)\nfixupPhase() { runHook postFixup; }"
+                    .into(),
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_ne!(ran.code, 0, "{ctx}: {ran}");
-        assert!(ran.stderr.contains("autoPatchelfHook"), "{ctx}: {ran}");
+        assert!(
+            mode.log(&ran)
+                .contains("autoPatchelfHook would run after it"),
+            "{ctx}: {ran}"
+        );
         assert!(!ran.stderr.contains("fixing up"), "{ctx}: {ran}");
-        assert!(!ran.stderr.contains("autopatchelf-ran"), "{ctx}: {ran}");
         assert_unchanged(&pristine, &snapshot(&fx.store), ctx, &ran);
     }
 }
 
 #[test]
-fn auto_patchelf_listed_first_runs_before_stamping() {
+fn the_binary_keeps_its_name_after_the_hook_is_sourced() {
     if !tools() {
         return;
     }
     let fx = fixture(&[]);
     let pristine = snapshot(&fx.store);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    let hello = s(&fx.hello());
+    for mode in MODES {
+        let ctx = &mode.name();
         restore(&pristine);
+        // In a phase: an install check's, after fixup (so on the stamped file), and in
+        // postFixup before the hook's own run (on the unstamped one, whose library only the
+        // gathered search path finds). `set -e` fails the script if any of them fails.
         let opts = Opts {
-            before_hook: format!("{AUTO_PATCHELF}\npostFixupHooks+=(autoPatchelfPostFixup)"),
+            strings: vec![(
+                "postFixup",
+                format!(
+                    "shrinkwrap tree {h} --search {d} >before.txt",
+                    h = q(&hello),
+                    d = q(&s(&fx.dep.join("lib")))
+                ),
+            )],
+            after_fixup: format!(
+                "installCheckPhase() {{\n\
+                 shrinkwrap tree --json {h} >tree.json\n\
+                 shrinkwrap check {h} --search {d} >check.txt\n\
+                 shrinkwrap --version >version.txt\n}}\n\
+                 installCheckPhase\n\
+                 cat before.txt tree.json check.txt version.txt\n\
+                 echo \"type=$(type -t shrinkwrap)\"",
+                h = q(&hello),
+                d = q(&s(&fx.dep.join("lib")))
+            ),
             ..Opts::default()
         };
-        let ran = run_script(&fx, script(&fx, structured, &opts));
+        let ran = run_script(&fx, script(&fx, mode, &opts));
         assert_eq!(ran.code, 0, "{ctx}: {ran}");
-        // No complaint about the order.
-        assert!(!ran.stderr.contains("autoPatchelfHook"), "{ctx}: {ran}");
-        assert!(ran.stderr.contains("autopatchelf-ran"), "{ctx}: {ran}");
-        let auto = ran.stderr.find("autopatchelf-ran");
-        let stamp = ran.stderr.find("shrinkwrap: fixing up");
         assert!(
-            matches!((auto, stamp), (Some(a), Some(b)) if a < b),
-            "{ctx}: autoPatchelf must run before shrinkwrap\n{ran}"
+            ran.stdout.contains(&format!("\"file\": \"{hello}\""))
+                || ran.stdout.contains(&format!("\"file\":\"{hello}\"")),
+            "{ctx}: tree --json\n{ran}"
         );
-        assert_stamped(&fx.hello(), false, ctx);
-        assert_stamped(&fx.libfoo(), true, ctx);
-        assert_runs(&fx.hello(), "foo=41\n", ctx);
+        assert!(ran.stdout.contains(&s(&fx.libdep())), "{ctx}: {ran}");
+        assert!(ran.stdout.contains("shrinkwrap 0.1.0"), "{ctx}: {ran}");
+        assert!(
+            !ran.stderr.contains("No such file or directory"),
+            "{ctx}: {ran}"
+        );
+        assert!(ran.stdout.contains("type=file\n"), "{ctx}: {ran}");
+    }
+}
+
+#[test]
+fn the_old_by_hand_call_fails_with_the_new_name_and_changes_nothing() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture(&[]);
+    let pristine = snapshot(&fx.store);
+    for mode in MODES {
+        let ctx = &mode.name();
+        restore(&pristine);
+        // `shrinkwrap PATH` was the hook's function before it was named shrinkwrapFixup.
+        let opts = Opts {
+            strings: vec![
+                ("dontShrinkwrap", "1".into()),
+                ("postFixup", format!("shrinkwrap {}", q(&s(&fx.out)))),
+            ],
+            ..Opts::default()
+        };
+        let ran = run_script(&fx, script(&fx, mode, &opts));
+        assert_ne!(ran.code, 0, "{ctx}: {ran}");
+        assert!(ran.stderr.contains("shrinkwrapFixup"), "{ctx}: {ran}");
+        assert_unchanged(&pristine, &snapshot(&fx.store), ctx, &ran);
     }
 }
 
@@ -881,7 +1074,13 @@ fn refuses_a_reference_cycle_between_outputs() {
     // $out/bin/p needs $lib/lib/liba.so, which needs $out/lib/libb.so (found in the outputs,
     // not on liba's RUNPATH: no cycle exists before stamping). Nothing else in the outputs, so
     // p and liba are the files the message must name.
-    let fx = base();
+    for layout in ["nix/store", "gnu/store"] {
+        refuses_a_reference_cycle_in(layout);
+    }
+}
+
+fn refuses_a_reference_cycle_in(layout: &str) {
+    let fx = base_in(layout);
     let cc = "cc";
     let pads = fx.st.runpath(&[]);
     let libb = Cc::new(cc, LIBB, fx.out.join("lib/libb.so"))
@@ -903,10 +1102,10 @@ fn refuses_a_reference_cycle_between_outputs() {
         std::fs::copy(&p, &d).unwrap();
     }
     let pristine = snapshot(&fx.store);
-    for structured in [false, true] {
-        let ctx = mode_name(structured);
+    for mode in MODES {
+        let ctx = &format!("{}, a {layout}", mode.name());
         restore(&pristine);
-        let ran = run_script(&fx, script(&fx, structured, &Opts::default()));
+        let ran = run_script(&fx, script(&fx, mode, &Opts::default()));
         assert_ne!(ran.code, 0, "{ctx}: {ran}");
         assert!(ran.stderr.contains("fixing up 3 ELF files"), "{ctx}: {ran}");
         for want in [
@@ -922,6 +1121,102 @@ fn refuses_a_reference_cycle_between_outputs() {
     }
 }
 
+/// The store directory setting: the attribute `shrinkwrapStoreDir` first, then
+/// `$NIX_STORE_DIR`, then `$NIX_STORE` (which Nix sets in every build), else none (the binary's
+/// default, `/nix/store`), as the hook passes it on. Then end to end on a Guix-shaped store
+/// (`<tmp>/gnu/store`): the hook stamps it (the cycle check on it is in
+/// `refuses_a_reference_cycle_between_outputs`), and the binary, given that store, calls the
+/// system's libc outside it, which under the default store it does not.
+#[test]
+fn store_directory_setting_on_a_gnu_store() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture_in("gnu/store", &[]);
+    assert!(fx.store.ends_with("gnu/store"), "{}", fx.store.display());
+    let gnu = s(&fx.store);
+    let pristine = snapshot(&fx.store);
+    let (stub_dir, argv) = recording_stub(&fx);
+    let cases: [(&str, String, Option<&str>); 5] = [
+        ("NIX_STORE_DIR", String::new(), Some(&gnu)),
+        ("nothing set", "unset NIX_STORE_DIR".into(), None),
+        (
+            "shrinkwrapStoreDir",
+            format!("unset NIX_STORE_DIR\nshrinkwrapStoreDir={}", q(&gnu)),
+            Some(&gnu),
+        ),
+        (
+            "NIX_STORE",
+            format!("unset NIX_STORE_DIR\nexport NIX_STORE={}", q(&gnu)),
+            Some(&gnu),
+        ),
+        (
+            "shrinkwrapStoreDir over NIX_STORE_DIR",
+            format!(
+                "export NIX_STORE_DIR=/nix/store\nshrinkwrapStoreDir={}",
+                q(&gnu)
+            ),
+            Some(&gnu),
+        ),
+    ];
+    for mode in MODES {
+        for (what, setup, want) in &cases {
+            let ctx = &format!("{}, {what}", mode.name());
+            // What the hook passes.
+            std::fs::remove_file(&argv).ok();
+            let opts = Opts {
+                before_hook: format!("{setup}\nPATH={}:$PATH", q(&s(&stub_dir))),
+                ..Opts::default()
+            };
+            let ran = run_script(&fx, script(&fx, mode, &opts));
+            assert_eq!(ran.code, 0, "{ctx}: {ran}");
+            let text = std::fs::read_to_string(&argv).unwrap();
+            let words: Vec<&str> = text.lines().collect();
+            let passed = words
+                .iter()
+                .position(|w| *w == "--store-dir")
+                .map(|i| words[i + 1]);
+            assert_eq!(passed, *want, "{ctx}: {words:?}");
+            assert_eq!(
+                words.iter().filter(|w| **w == "--store-dir").count(),
+                usize::from(want.is_some())
+            );
+
+            // And with the real binary: stamped, and the programs run.
+            restore(&pristine);
+            let ran = run_script(
+                &fx,
+                script(
+                    &fx,
+                    mode,
+                    &Opts {
+                        before_hook: setup.clone(),
+                        ..Opts::default()
+                    },
+                ),
+            );
+            assert_eq!(ran.code, 0, "{ctx}: {ran}");
+            let hello = assert_stamped(&fx.hello(), false, ctx);
+            assert!(hello.contains(&s(&fx.libdep())), "{ctx}: {hello:?}");
+            assert_runs(&fx.hello(), "foo=41\n", ctx);
+            assert_runs(&fx.tool(), "dep=40\n", ctx);
+        }
+    }
+    // The binary honours the store it is given: libc is outside the Guix-shaped store.
+    for (store, outside) in [(gnu.as_str(), true), ("/nix/store", false)] {
+        let o = run(Command::new(env!("CARGO_BIN_EXE_shrinkwrap"))
+            .args(["tree", "--json", "--store-dir", store])
+            .arg(fx.hello()));
+        let json = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{json}");
+        assert_eq!(
+            json.contains("\"outside-store\""),
+            outside,
+            "{store}: {json}"
+        );
+    }
+}
+
 /// Where the README and the hook tell users to run `shrinkwrap` by hand: `postFixup`. Once it
 /// said `postInstall`, which runs before the fixup phase, whose `patchelf --shrink-rpath`
 /// then empties the RUNPATH of the stamped file (no bare DT_NEEDED is left to need it). Shown
@@ -934,7 +1229,7 @@ fn by_hand_runs_are_documented_where_shrink_rpath_has_run() {
     for (what, text) in [("README.md", readme), ("the hook", hook)] {
         assert!(!text.contains("postInstall = \"shrinkwrap"), "{what}");
         assert!(
-            text.contains("postFixup = \"shrinkwrap $out/opt/app\""),
+            text.contains("postFixup = \"shrinkwrapFixup $out/opt/app\""),
             "{what}"
         );
     }

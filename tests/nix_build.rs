@@ -420,7 +420,7 @@ fn build_log_gets_a_summary_and_no_progress_bar() {
         return;
     }
     let b = Builds::new();
-    // Stamped by hand with the hook's `shrinkwrap` function, in postFixup.
+    // Stamped by hand with the hook's `shrinkwrapFixup` function, in postFixup.
     let v = b.build("byhand", true);
     let stored = nix_store(&["--read-log", &s(&v.out)]);
     for log in [&v.log, &stored] {

@@ -286,7 +286,7 @@ fn reference_cycles(roots: &[std::path::PathBuf], files: &[Planned]) -> Vec<Stri
                     .map(|(_, (file, target))| format!("{file} would need {target}"))
                     .collect();
                 out.push(format!(
-                    "stamping would make {} and {} refer to each other, which Nix refuses: {}",
+                    "stamping would make {} and {} refer to each other, which the store (Nix, Guix) refuses: {}",
                     roots[a].display(),
                     roots[b].display(),
                     why.join("; ")

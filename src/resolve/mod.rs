@@ -243,7 +243,7 @@ impl std::fmt::Display for Warning {
                 write!(f, "{name}: skipped {path} (wrong ELF class or machine)")
             }
             Warning::OutsideStore { path } => {
-                write!(f, "{path} is outside the Nix store")
+                write!(f, "{path} is outside the store")
             }
             Warning::LoaderGuessed { interpreter } => write!(
                 f,

@@ -197,11 +197,16 @@ pub const PADS: usize = 32;
 
 impl Store {
     pub fn new() -> Store {
+        Store::at("nix/store")
+    }
+
+    /// A store at `<tmp>/<dir>` (`gnu/store` for a Guix-shaped one), with the same names.
+    pub fn at(dir: &str) -> Store {
         let tmp = tempfile::Builder::new()
             .prefix("shrinkwrap-test-")
             .tempdir()
             .unwrap();
-        let store = tmp.path().join("nix/store");
+        let store = tmp.path().join(dir);
         std::fs::create_dir_all(&store).unwrap();
         let mut s = Store {
             tmp,

@@ -3,6 +3,10 @@
 # runHook, getAllOutputNames, the postFixupHooks array, outputs with and without
 # __structuredAttrs. Written for the tests; it mirrors stdenv's protocol, not its code.
 #
+# With standinHelpers set before it is sourced, it also has newer stdenv's concatTo, nixLog
+# and nixErrorLog (the messages go to $NIX_LOG_FD, and nowhere when that is unset); without,
+# it is an older stdenv that has none of them.
+#
 # use: source stdenv-standin.sh; standinOutputs out=/o lib=/l debug=/d
 #      source hooks/shrinkwrap-hook.sh; standinInputs /dep1 /dep2; fixupPhase
 
@@ -55,6 +59,47 @@ standinOutputs() {
         declare -g outputs="${names[*]}"
     fi
 }
+
+if [ -n "${standinHelpers-}" ]; then
+    # How many times concatTo ran: a test's proof that the hook used stdenv's.
+    standinConcatToCalls=0
+    # concatTo ARRAY VAR[=DEFAULT]...: each VAR appended to ARRAY, an array element by element,
+    # a string split on whitespace without globbing, DEFAULT when VAR is empty.
+    concatTo() {
+        local -n standinTo=$1
+        shift
+        local spec name default
+        standinConcatToCalls=$((standinConcatToCalls + 1))
+        for spec in "$@"; do
+            name=${spec%%=*}
+            default=
+            if [[ "$spec" == *=* ]]; then
+                default=${spec#*=}
+            fi
+            if [[ "$(declare -p "$name" 2>/dev/null)" == "declare -a"* ]]; then
+                local -n standinFrom=$name
+                standinTo+=("${standinFrom[@]}")
+                unset -n standinFrom
+            elif [ -n "${!name-}" ]; then
+                local -
+                set -f
+                # shellcheck disable=SC2206 # splitting is the point
+                standinTo+=(${!name})
+            elif [ -n "$default" ]; then
+                standinTo+=("$default")
+            fi
+        done
+    }
+    # The caller's name, then the message, on $NIX_LOG_FD.
+    nixLog() {
+        [ -n "${NIX_LOG_FD-}" ] || return 0
+        printf '%s: %s\n' "${FUNCNAME[1]}" "$*" >&"$NIX_LOG_FD"
+    }
+    nixErrorLog() {
+        [ -n "${NIX_LOG_FD-}" ] || return 0
+        printf '%s\n' "$*" >&"$NIX_LOG_FD"
+    }
+fi
 
 getAllOutputNames() {
     if [ -n "${__structuredAttrs-}" ]; then

@@ -91,9 +91,9 @@ in
   direct = program "direct" [ liba ] { };
   # The same program, not stamped.
   plain = program "plain" [ liba libb libc3 ] { dontShrinkwrap = "1"; };
-  # Not stamped by the hook, but by hand through the hook's `shrinkwrap` function.
+  # Not stamped by the hook, but by hand through the hook's `shrinkwrapFixup` function.
   byhand = program "byhand" [ liba libb libc3 ] {
     dontShrinkwrap = "1";
-    postFixup = ''shrinkwrap "$out" "$lib"'';
+    postFixup = ''shrinkwrapFixup "$out" "$lib"'';
   };
 }
