@@ -174,6 +174,24 @@ impl Builds {
         outputs
     }
 
+    /// Builds `attr.out`, which must fail; returns what nix-build said.
+    fn build_fails(&self, attr: &str) -> String {
+        let out = run(Command::new("nix-build")
+            .arg(repo().join("tests/nix/real/default.nix"))
+            .args(["--argstr", "nonce", &self.nonce])
+            .args(["--argstr", "bin", &s(&self.bin)])
+            .args(["-A", &format!("{attr}.out")])
+            .arg("-o")
+            .arg(self.root(attr))
+            .env("NIX_CONFIG", NIX_CONFIG));
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "nix-build -A {attr} succeeded: {log}"
+        );
+        log
+    }
+
     /// Removes the GC root `roots/NAME`.
     fn unroot(&self, name: &str) {
         std::fs::remove_file(self.root(name)).unwrap();
@@ -438,4 +456,44 @@ fn build_log_gets_a_summary_and_no_progress_bar() {
         readelf_needed(&v.prog())
     );
     assert_eq!(output_of(&v.prog()), OUTPUT);
+}
+
+/// The autoPatchelfHook stand-in (`tests/nix/real/auto-patchelf-standin.sh`) listed before and
+/// after the hook: the program also needs libauto, which only the stand-in's RUNPATH makes
+/// findable. Either order builds, with the stand-in first and libauto stamped in (so a
+/// reference); without the stand-in the build fails on the missing library, so the stand-in
+/// is what both builds relied on.
+#[test]
+fn auto_patchelf_before_or_after_the_hook_in_a_real_build() {
+    if !tools() || !have("patchelf") {
+        return;
+    }
+    let b = Builds::new();
+    let libauto = b.build("libauto", false).out;
+    let want = "a=321 p=1321 auto=7\n";
+    for attr in ["autoBefore", "autoAfter"] {
+        let v = b.build(attr, true);
+        let patched = v.log.find("autoPatchelf stand-in: patched");
+        let stamping = v.log.find("shrinkwrap: fixing up");
+        assert!(
+            matches!((patched, stamping), (Some(p), Some(s)) if p < s),
+            "{attr}: autoPatchelf must run before the stamping: {}",
+            v.log
+        );
+        assert!(
+            v.log.contains("shrinkwrap: stamped 2 files"),
+            "{attr}: {}",
+            v.log
+        );
+        let lib = format!("{}/lib/libauto.so.1", s(&libauto));
+        let needed = readelf_needed(&v.prog());
+        assert!(all_absolute(&needed), "{attr}: {needed:?}");
+        assert!(needed.contains(&lib), "{attr}: {needed:?}");
+        assert!(references(&v.out).contains(&s(&libauto)), "{attr}");
+        assert_eq!(output_of(&v.prog()), want, "{attr}");
+        let (_, failed) = lookups(b.tmp.path(), &v.prog());
+        assert!(failed.is_empty(), "{attr}: {failed:?}");
+    }
+    let none = b.build_fails("autoNone");
+    assert!(none.contains("missing libauto.so.1"), "{none}");
 }

@@ -82,9 +82,33 @@ let
       // attrs
     );
 
+  # Found by nothing but the autoPatchelfHook stand-in, which puts it on the RUNPATH.
+  libauto = library "auto" "int aut(void) { return 7; }\n" [ ];
+  # The program, also needing libauto, with the autoPatchelfHook stand-in listed `order`
+  # (before or after) the hook.
+  autoPatchelf =
+    order:
+    program "auto-${order}" [ liba libb libc3 ] {
+      autoPatchelfOrder = order;
+      autoPatchelfStandin = ./auto-patchelf-standin.sh;
+      autoPatchelfLibDirs = "${libauto}/lib";
+      extraLinks = "${libauto}/lib/libauto.so.1";
+      prog = ''
+        #include <stdio.h>
+        int a(void);
+        int p(void);
+        int aut(void);
+        int main(void) { printf("a=%d p=%d auto=%d\n", a(), p(), aut()); return 0; }
+      '';
+    };
+
 in
 {
-  inherit libc3 libb liba;
+  inherit libc3 libb liba libauto;
+  autoBefore = autoPatchelf "before";
+  autoAfter = autoPatchelf "after";
+  # The same without the stand-in: libauto is missing, and the build must fail.
+  autoNone = autoPatchelf "none";
   # Every library as a host dependency.
   prog = program "prog" [ liba libb libc3 ] { };
   # Only the direct dependency, as stdenv gives a package with buildInputs = [ liba ].
