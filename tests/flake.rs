@@ -205,3 +205,102 @@ fn overlays_evaluate_without_recursion() {
     // With both overlays, the set's hook is the one in stdenv: built once, loaded once.
     assert_eq!(v["allHookIsTheStdenvOne"], true);
 }
+
+/// `nix flake metadata`'s store path of a flake's source.
+fn source_path(url: &str) -> PathBuf {
+    let standin = standin();
+    let (ok, out, err) = nix(&with_standin(
+        &["flake", "metadata", "--json", url],
+        &standin,
+    ));
+    assert!(ok, "{url}: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    PathBuf::from(v["path"].as_str().unwrap())
+}
+
+/// The package's derivation, evaluated with import-from-derivation forbidden.
+fn package_drv(url: &str, standin: &str) -> String {
+    let attr = format!("{url}#packages.x86_64-linux.shrinkwrap.drvPath");
+    let mut args = with_standin(&["eval", "--raw", &attr], standin);
+    args.extend(["--option", "allow-import-from-derivation", "false"]);
+    let (ok, out, err) = nix(&args);
+    assert!(ok, "{url}: {err}");
+    out
+}
+
+/// What the README says about referring to a checkout: a `git+file:` flake's source holds its
+/// tracked files only (no `target/`), a `path:` one everything; the package's `src` is a file
+/// set, so a `target/` in a `path:` copy does not change its derivation; and evaluating it
+/// from either needs no import-from-derivation.
+#[test]
+fn git_file_reference_leaves_target_out_and_src_is_filtered() {
+    if !have("nix") || !have("git") {
+        return;
+    }
+    let standin = standin();
+    let (tmp, path_url) = flake_copy();
+    let clean = package_drv(&path_url, &standin);
+    assert!(
+        clean.starts_with("/nix/store/") && clean.ends_with(".drv"),
+        "{clean}"
+    );
+    // Its src is the file set alone.
+    let src_attr = format!("{path_url}#packages.x86_64-linux.shrinkwrap.src");
+    let (ok, src, err) = nix(&with_standin(&["eval", "--raw", &src_attr], &standin));
+    assert!(ok, "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Cargo.lock", "Cargo.toml", "src"], "{src}");
+
+    // A build directory in the checkout, untracked (as .gitignore has it).
+    let target = tmp.path().join("target/debug");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("junk"), vec![7u8; 1 << 20]).unwrap();
+    std::fs::copy(repo().join(".gitignore"), tmp.path().join(".gitignore")).unwrap();
+    assert_eq!(
+        package_drv(&path_url, &standin),
+        clean,
+        "target/ changed the package"
+    );
+    assert!(source_path(&path_url).join("target/debug/junk").exists());
+
+    let git = |args: &[&str]| {
+        let o = run(Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(tmp.path()));
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "snapshot"]);
+    let git_url = format!("git+file://{}", tmp.path().display());
+    let source = source_path(&git_url);
+    assert!(source.join("flake.nix").exists(), "{}", source.display());
+    assert!(source.join("Cargo.toml").exists(), "{}", source.display());
+    assert!(!source.join("target").exists(), "{}", source.display());
+    assert_eq!(package_drv(&git_url, &standin), clean);
+}
+
+/// The package runs the library's unit tests in its build (not `doCheck = false`).
+#[test]
+fn package_runs_the_unit_tests() {
+    if !have("nix") {
+        return;
+    }
+    let (_tmp, url) = flake_copy();
+    let standin = standin();
+    let attr = format!("{url}#packages.x86_64-linux.shrinkwrap");
+    let expr = "p: { doCheck = p.doCheck or true; flags = p.cargoTestFlags or [ ]; }";
+    let (ok, out, err) = nix(&with_standin(
+        &["eval", "--json", &attr, "--apply", expr],
+        &standin,
+    ));
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["doCheck"], true, "{v}");
+    assert_eq!(v["flags"], serde_json::json!(["--lib"]), "{v}");
+}

@@ -43,8 +43,9 @@ let
         fn = if builtins.isPath f then import f else f;
       in
       fn (builtins.intersectAttrs (builtins.functionArgs fn) self // args);
+    # The source is an input: a different `src` is a different derivation.
     rustPlatform.buildRustPackage =
-      args: fakeWith (stdenvInputs self) "${args.pname}-${args.version}" args;
+      args: fakeWith "${stdenvInputs self} ${args.src}" "${args.pname}-${args.version}" args;
     makeSetupHook = args: script: fakeWith (stdenvInputs self) args.name (args // { inherit script; });
     stdenv =
       let
@@ -52,13 +53,16 @@ let
           hostPlatform.system = system;
           buildPlatform.system = system;
           extraNativeBuildInputs = extra;
-          mkDerivation = args: fake args.name args;
+          # Like stdenv's: a name, or pname and version.
+          mkDerivation =
+            args: fake (args.name or "${args.pname}-${args.version}") args;
           override = f: mk (f { extraNativeBuildInputs = extra; }).extraNativeBuildInputs;
         };
       in
       mk [ ];
     mkShell = args: fake "shell" args;
     hello = fake "hello" { nativeBuildInputs = [ ]; };
+    zlib = fake "zlib" { };
     clippy = fake "clippy" { };
     rustfmt = fake "rustfmt" { };
     shellcheck = fake "shellcheck" { };
