@@ -319,6 +319,14 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
     {
         return Ok(Ours::Changed(rec.names));
     }
+    // Patches lie inside the original: the record is untrusted too, and a restore allocates
+    // and writes up to the end of the last one (found by fuzzing).
+    if rec.patches.iter().any(|(off, bytes)| {
+        off.checked_add(bytes.len() as u64)
+            .is_none_or(|end| end > rec.original_size)
+    }) {
+        return Ok(Ours::Changed(rec.names));
+    }
     let mut patches = rec.patches;
     if rec.inserted > 0 {
         let Some(computed) = computed_original(file, ef, rec.at, rec.inserted) else {

@@ -161,7 +161,14 @@ pub fn stamp_file_to(
     let previous_interpreter = ef.info.interpreter.clone();
     let restored = match ours {
         record::Ours::No => None,
-        record::Ours::Original(original) => Some(restore::restore(&original, path)?),
+        record::Ours::Original(original) => {
+            // Only an original we could stamp is put back: one that cannot be read, or whose
+            // headers break a rule, was never ours to write (the stamped file was changed in a
+            // way its record does not see), and restoring it before the new plan fails on it
+            // would leave the file neither as found nor stamped (found by fuzzing).
+            verify::input(&original, &read_elf_source(&original)?)?;
+            Some(restore::restore(&original, path)?)
+        }
         record::Ours::Changed(_) => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
