@@ -254,6 +254,11 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     for chunk in text.chunks(4) {
         let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        // A group holds at least one byte: `====` would make the count below wrap (found by
+        // fuzzing: a panic in a debug build, a near-endless loop in a release one).
+        if pad > 2 {
+            return None;
+        }
         let mut n = 0u32;
         for (i, &c) in chunk.iter().enumerate() {
             let v = if i >= 4 - pad {
