@@ -384,7 +384,7 @@ impl Source for Original<'_> {
 /// If the file ends in the segment of a run that was killed before its commit, the size to
 /// trim it back to.
 pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
-    let mut extent = u64::from(ef.header.e_ehsize);
+    let mut extent = super::header_size(ef.ctx);
     for p in &ef.phdrs {
         extent = extent.max(p.p_offset.saturating_add(p.p_filesz));
     }
