@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # C toolchains for fixtures: the host's, i686 (ELF32), aarch64, and two big-endian targets.
 # Debian's gcc-multilib conflicts with its cross compilers, so i686 comes as a cross compiler.
 # Each cross compiler only recommends its C library, and recommends are not installed.
+# g++: libfuzzer-sys compiles libFuzzer's C++ runtime (scripts/fuzz.sh).
 packages=(
-  gcc libc6-dev
+  gcc g++ libc6-dev
   gcc-i686-linux-gnu gcc-aarch64-linux-gnu gcc-s390x-linux-gnu gcc-powerpc-linux-gnu
   libc6-dev-i386-cross libc6-dev-arm64-cross libc6-dev-s390x-cross libc6-dev-powerpc-cross
   qemu-user elfutils strace shellcheck patchelf nix-bin python3-venv tmux

@@ -16,6 +16,14 @@ pub use read::{
     read_elf, read_elf_file, read_elf_from, read_elf_source, vaddr_to_offset, ElfFile, Source,
 };
 
+/// The ELF header's size for the file's class (52 or 64 bytes): what the kernel and the loader
+/// read, whatever the untrusted `e_ehsize` says. The writer saves and rewrites this many bytes
+/// (a file claiming 0 once lost its original header from the stamp record; found by fuzzing).
+pub fn header_size(ctx: goblin::container::Ctx) -> u64 {
+    use scroll::ctx::SizeWith;
+    goblin::elf::header::Header::size_with(&ctx) as u64
+}
+
 /// ELF class: 32- or 64-bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Class {

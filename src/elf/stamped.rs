@@ -254,6 +254,11 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     for chunk in text.chunks(4) {
         let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        // A group holds at least one byte: `====` would make the count below wrap (found by
+        // fuzzing: a panic in a debug build, a near-endless loop in a release one).
+        if pad > 2 {
+            return None;
+        }
         let mut n = 0u32;
         for (i, &c) in chunk.iter().enumerate() {
             let v = if i >= 4 - pad {
@@ -319,6 +324,14 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
     {
         return Ok(Ours::Changed(rec.names));
     }
+    // Patches lie inside the original: the record is untrusted too, and a restore allocates
+    // and writes up to the end of the last one (found by fuzzing).
+    if rec.patches.iter().any(|(off, bytes)| {
+        off.checked_add(bytes.len() as u64)
+            .is_none_or(|end| end > rec.original_size)
+    }) {
+        return Ok(Ours::Changed(rec.names));
+    }
     let mut patches = rec.patches;
     if rec.inserted > 0 {
         let Some(computed) = computed_original(file, ef, rec.at, rec.inserted) else {
@@ -382,7 +395,7 @@ impl Source for Original<'_> {
 /// If the file ends in the segment of a run that was killed before its commit, the size to
 /// trim it back to.
 pub fn unfinished_tail(file: &File, ef: &ElfFile) -> io::Result<Option<u64>> {
-    let mut extent = u64::from(ef.header.e_ehsize);
+    let mut extent = super::header_size(ef.ctx);
     for p in &ef.phdrs {
         extent = extent.max(p.p_offset.saturating_add(p.p_filesz));
     }

@@ -105,7 +105,7 @@ pub(super) fn build(
     let new_ph_end = phoff + phent * new_phnum as u64;
     // The commit write covers the ELF header and the program header table; moved bytes past
     // the table's new end stay where they were, unreferenced.
-    let head_len = u64::from(hdr.e_ehsize).max(new_ph_end);
+    let head_len = crate::elf::header_size(ef.ctx).max(new_ph_end);
     if head_len > MAX_HEAD {
         return Err(WriteError::Unsupported(format!(
             "the program header table ends {head_len:#x} bytes into the file"
@@ -255,7 +255,7 @@ pub(super) fn build(
     // slot that changes (the new PT_LOAD's always does).
     let slot =
         |i: usize| (phoff + i as u64 * phent) as usize..(phoff + (i as u64 + 1) * phent) as usize;
-    let ehsize = usize::from(hdr.e_ehsize);
+    let ehsize = crate::elf::header_size(ef.ctx) as usize;
     let mut patches = vec![(0, original_head[..ehsize].to_vec())];
     for i in 0..new_phnum {
         let r = slot(i);

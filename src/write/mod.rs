@@ -157,47 +157,48 @@ pub fn stamp_file_to(
     }
     // Our own earlier stamp: go back to the original and stamp it afresh, so stamping never
     // stacks stamps and the result depends only on the original and the target.
-    let previous_needed = ef.info.needed.clone();
-    let previous_interpreter = ef.info.interpreter.clone();
-    let restored = match ours {
-        record::Ours::No => None,
-        record::Ours::Original(original) => Some(restore::restore(&original, path)?),
+    let (restored, before) = match ours {
+        record::Ours::No => (None, None),
+        record::Ours::Original(original) => {
+            // Only an original we could stamp is put back: one that cannot be read, or whose
+            // headers break a rule, was never ours to write (the stamped file was changed in a
+            // way its record does not see; found by fuzzing).
+            verify::input(&original, &read_elf_source(&original)?)?;
+            let before = restore::Before::save(&original)?;
+            (Some(restore::restore(&original, path)?), Some(before))
+        }
         record::Ours::Changed(_) => {
             return Err(WriteError::Unsupported(
                 "it was changed after it was stamped (stripped?), so its original cannot be restored; stamp the unstripped file".into(),
             ))
         }
     };
-    let was_restored = restored.is_some();
-    let (file, ef) = match restored {
-        None => (file, ef),
-        // Restoring a shifted stamp replaced the file: the new one comes back locked.
-        Some(replaced) => {
-            let file = replaced.unwrap_or(file);
-            let ef = read_elf_file(&file)?;
-            (file, ef)
-        }
+    // Restoring a shifted or spare stamp replaced the file: the new one comes back locked, and
+    // the stamped one stays open, as `before` needs it.
+    let (file, stamped) = match restored {
+        Some(Some(replaced)) => (replaced, Some(file)),
+        _ => (file, None),
     };
-    let new_interpreter = target
-        .interpreter
-        .filter(|&p| ef.info.interpreter.as_deref() != Some(p));
-    if ef.info.needed == needed && new_interpreter.is_none() {
-        // Restored, and the target keeps the original's entries and interpreter: the original
-        // is what one run on it leaves (not a segment that changes nothing).
-        return Ok(Outcome::Stamped { grew_by: 0 });
-    }
-    let result = write_plan(path, &file, &ef, needed, new_interpreter);
-    if result.is_err() && was_restored {
-        // The new target failed on the restored original (a header rule, no room, a write
-        // error): stamp the original with the previous target again, which gives back the
-        // bytes of the earlier stamp (stamping is deterministic), so a failed run leaves the
-        // file as it found it. Best effort: the error reported is the new target's.
-        if let Ok(ef) = read_elf_file(&file) {
-            let previous_new = previous_interpreter
-                .as_deref()
+    let result = read_elf_file(&file)
+        .map_err(WriteError::from)
+        .and_then(|ef| {
+            let new_interpreter = target
+                .interpreter
                 .filter(|&p| ef.info.interpreter.as_deref() != Some(p));
-            let _ = write_plan(path, &file, &ef, &previous_needed, previous_new);
-        }
+            if before.is_some() && ef.info.needed == needed && new_interpreter.is_none() {
+                // Restored, and the target keeps the original's entries and interpreter: the
+                // original is what one run on it leaves (not a segment that changes nothing).
+                return Ok(Outcome::Stamped { grew_by: 0 });
+            }
+            write_plan(path, &file, &ef, needed, new_interpreter)
+        });
+    if let (Err(_), Some(before)) = (&result, before) {
+        // The new target failed on the restored original (a header rule, no room, a write
+        // error): the stamped bytes go back exactly as they were, so a failed run leaves the
+        // file as it found it — also one changed where its record does not look, which
+        // stamping the original with the previous target again would not give back (found by
+        // fuzzing). Best effort: the error reported is the new target's.
+        let _ = before.put_back(path, &file, stamped.as_ref());
     }
     result
 }

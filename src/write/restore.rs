@@ -17,22 +17,94 @@ use super::{verify, WriteError};
 use crate::elf::stamped::{Names, Original, Record};
 use crate::elf::{ElfFile, Source};
 
+/// What a restore changes, kept to undo it should the new plan fail on the original: the
+/// stamped bytes an in-place restore overwrites (the head, at 0) and cuts off (from the
+/// original's size); a restore that writes a new file changes nothing of the stamped one,
+/// which the caller keeps open.
+pub enum Before {
+    InPlace {
+        head: Vec<u8>,
+        cut: u64,
+        tail: Vec<u8>,
+    },
+    Replaced,
+}
+
+impl Before {
+    /// Saves what [`restore`] of `original` will change.
+    pub fn save(original: &Original<'_>) -> Result<Before, WriteError> {
+        if !in_place(original) {
+            return Ok(Before::Replaced);
+        }
+        // `ours` keeps every patch inside the original, whose size is below the stamped one.
+        let mut head = vec![0u8; head_end(original) as usize];
+        FileExt::read_exact_at(original.file, &mut head, 0)?;
+        let size = original.file.metadata()?.len();
+        let mut tail = vec![0u8; size.saturating_sub(original.size) as usize];
+        FileExt::read_exact_at(original.file, &mut tail, original.size)?;
+        Ok(Before::InPlace {
+            head,
+            cut: original.size,
+            tail,
+        })
+    }
+
+    /// Puts the stamped file back at `path`: in place into `file` (the tail first, then the
+    /// head, which commits, as a stamp does), or, when the restore wrote a new file, a copy of
+    /// `stamped` (the replaced file, still open) swapped in over `file`.
+    pub fn put_back(
+        self,
+        path: &Path,
+        file: &File,
+        stamped: Option<&File>,
+    ) -> Result<(), WriteError> {
+        match (self, stamped) {
+            (Before::InPlace { head, cut, tail }, _) => {
+                file.write_all_at(&tail, cut)?;
+                file.set_len(cut + tail.len() as u64)?;
+                file.write_all_at(&head, 0)?;
+            }
+            (Before::Replaced, Some(stamped)) => {
+                let mut bytes = vec![0u8; stamped.metadata()?.len() as usize];
+                FileExt::read_exact_at(stamped, &mut bytes, 0)?;
+                let rewrite = Rewrite {
+                    pieces: vec![Piece::Bytes(bytes)],
+                    patches: Vec::new(),
+                };
+                replace_file(path, file, &rewrite, |_| Ok(()))?;
+            }
+            (Before::Replaced, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether [`restore`] puts `original` back in place (its head rewritten, its tail cut off)
+/// rather than as a new file.
+fn in_place(original: &Original<'_>) -> bool {
+    original.inserted == 0 && !original.replace
+}
+
+/// The end of the last patch: what an in-place restore rewrites from offset 0.
+fn head_end(original: &Original<'_>) -> u64 {
+    original
+        .patches
+        .iter()
+        .map(|(off, bytes)| off + bytes.len() as u64)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Puts `original` back at `path`: in place (the saved header bytes, and the original length)
 /// for an in-place stamp; as a new file renamed over the old for a shifted or spare one
 /// (whose edits are not all in the head), which is returned, open for writing and locked.
 pub fn restore(original: &Original<'_>, path: &Path) -> Result<Option<File>, WriteError> {
-    if original.inserted == 0 && !original.replace {
+    if in_place(original) {
         // Everything the stamp changed lies in the head (ELF header, program header slots):
         // put it back in one write, the inverse of the stamp's commit, so a run killed during
         // the restore leaves the stamped file or the original with an unreferenced tail
         // (which the next run trims), never a mix of the two headers.
-        let end = original
-            .patches
-            .iter()
-            .map(|(off, bytes)| off + bytes.len() as u64)
-            .max()
-            .unwrap_or(0);
-        let mut head = vec![0u8; end as usize];
+        let mut head = vec![0u8; head_end(original) as usize];
         Source::read_exact_at(original, &mut head, 0)?;
         original.file.write_all_at(&head, 0)?;
         original.file.set_len(original.size)?;

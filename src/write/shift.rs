@@ -141,7 +141,7 @@ pub fn build(
     // What is inserted: the new strings, then the record of what the edits replace.
     let (dynstr, offsets) = string_table(ef, &slots, needed);
     let mut regions = vec![
-        (0, u64::from(hdr.e_ehsize)),
+        (0, crate::elf::header_size(ef.ctx)),
         (hdr.e_phoff, phent * u64::from(hdr.e_phnum)),
         (dyn_ph.p_offset, capacity * dyn_size),
     ];
@@ -261,7 +261,7 @@ pub fn build(
 
     let mut new_hdr: Header = *hdr;
     new_hdr.e_shoff += inserted;
-    let mut bytes = vec![0u8; usize::from(hdr.e_ehsize)];
+    let mut bytes = vec![0u8; crate::elf::header_size(ef.ctx) as usize];
     bytes
         .pwrite_with(new_hdr, 0, ctx.le)
         .map_err(encode_error("the ELF header"))?;

@@ -1,0 +1,3 @@
+//! The fuzz targets' shared work (see `checks.rs`).
+
+pub mod checks;
