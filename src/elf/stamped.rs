@@ -339,23 +339,24 @@ pub fn ours<'a>(file: &'a File, ef: &ElfFile) -> io::Result<Ours<'a>> {
         };
         patches.extend(computed);
     }
-    let original = Original {
+    let mut original = Original {
         file,
         size: rec.original_size,
         at: rec.at,
         inserted: rec.inserted,
         patches,
         replace: rec.replace,
+        // Replaced by the original's own facts just below, once the view can be read.
+        info: ef.info.clone(),
     };
     // The size alone does not prove the file is as we left it: a tool that rewrites it at the
     // same size (objcopy, or strip on a file already stripped) may zero the old tables a
     // stamp left in place but no section claims any more. The original's string table, seen
-    // through the saved bytes, must still be the one our table begins with.
-    let intact = read_elf_source(&original)
-        .ok()
-        .is_some_and(|o| ef.dynstr.starts_with(&o.dynstr));
-    if !intact {
-        return Ok(Ours::Changed(rec.names));
+    // through the saved bytes, must still be the one our table begins with. Read once, its
+    // facts are kept for every caller.
+    match read_elf_source(&original) {
+        Ok(o) if ef.dynstr.starts_with(&o.dynstr) => original.info = o.info,
+        _ => return Ok(Ours::Changed(rec.names)),
     }
     Ok(Ours::Original(original))
 }
@@ -371,6 +372,8 @@ pub struct Original<'a> {
     pub(crate) patches: Vec<(u64, Vec<u8>)>,
     /// Put back by writing a new file (the record's flag).
     pub(crate) replace: bool,
+    /// The original's dynamic-linking facts, read through this view.
+    pub(crate) info: ElfInfo,
 }
 
 impl Source for Original<'_> {
@@ -435,7 +438,7 @@ pub fn stamp_state(file: &File, ef: &ElfFile) -> Result<StampState, ElfError> {
     Ok(match ours(file, ef)? {
         Ours::No => StampState::NotStamped,
         Ours::Changed(_) => StampState::Changed,
-        Ours::Original(view) => StampState::Stamped(read_elf_source(&view)?.info),
+        Ours::Original(view) => StampState::Stamped(view.info),
     })
 }
 

@@ -148,7 +148,7 @@ pub fn stamp_file_to(
     let wanted_interpreter = |ours: &record::Ours| -> Result<Option<String>, WriteError> {
         Ok(match (target.interpreter, ours) {
             (Some(p), _) => Some(p.to_string()),
-            (None, record::Ours::Original(original)) => read_elf_source(original)?.info.interpreter,
+            (None, record::Ours::Original(original)) => original.info.interpreter.clone(),
             (None, _) => ef.info.interpreter.clone(),
         })
     };
