@@ -793,16 +793,8 @@ fn a_prebuilt_debian_program_is_adopted() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let is_glibc = base.starts_with("ld-linux")
-            || [
-                "libc.so.6",
-                "libm.so.6",
-                "libpthread.so.0",
-                "libdl.so.2",
-                "librt.so.1",
-                "libresolv.so.2",
-            ]
-            .contains(&base.as_str());
+        // glibc's parts, by the project's own list, go into one directory.
+        let is_glibc = shrinkwrap::resolve::is_glibc_part(&base);
         let dir = if is_glibc {
             glibc.clone()
         } else {

@@ -266,7 +266,7 @@ fn interpreter(
     index
         .libs
         .iter()
-        .find(|l| l.name == base && std::fs::canonicalize(l.dir()).ok().as_ref() == Some(glibc))
+        .find(|l| l.name == base && &choose::real_dir(l.dir()) == glibc)
         .map(|l| l.path.to_string_lossy().into_owned())
         .ok_or_else(|| {
             format!(
@@ -281,8 +281,8 @@ fn interpreter(
 fn library_path(l: &Lib, interpreter: &str) -> String {
     let path = l.path.to_string_lossy().into_owned();
     let same_file = |a: &str, b: &str| {
-        std::fs::canonicalize(a).ok().is_some()
-            && std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+        let (a, b) = (std::fs::canonicalize(a).ok(), std::fs::canonicalize(b).ok());
+        a.is_some() && a == b
     };
     if l.info
         .soname

@@ -602,7 +602,8 @@ fn built_against(lib: &Lib, glibc_dirs: &[PathBuf]) -> Option<PathBuf> {
         .find(|d| glibc_dirs.contains(d))
 }
 
-fn real_dir(dir: &Path) -> PathBuf {
+/// `dir` with symlinks resolved (as given when it cannot be).
+pub(crate) fn real_dir(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
