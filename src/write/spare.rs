@@ -78,31 +78,30 @@ pub(super) fn build(
     let edits =
         |load: usize, at_off: u64, at_addr: u64, strsz: u64| -> Result<Vec<Edit>, WriteError> {
             let mut edits = Vec::new();
+            // One edit per entry (of `size` bytes) that `items`, written at `at`, change.
+            let mut edit = |at: u64, bytes: Vec<u8>, size: usize| -> Result<(), WriteError> {
+                edits.extend(diff(file, at, &bytes, size)?);
+                Ok(())
+            };
             // The PT_LOAD grows over the table, which starts right at its end.
             let mut p = ef.phdrs[load].clone();
             p.p_filesz += strsz;
             p.p_memsz = p.p_filesz;
             let phent = ProgramHeader::size(ctx);
             let slot = ef.header.e_phoff + (load * phent) as u64;
-            edits.extend(diff(
-                file,
-                slot,
-                &encode_all([p], phent, ctx, "program headers")?,
-                phent,
-            )?);
+            edit(slot, encode_all([p], phent, ctx, "program headers")?, phent)?;
             let dyns = new_dynamic(ef, &slots, needed, &offsets, strsz, |d| match d.d_tag {
                 dynamic::DT_STRTAB => at_addr,
                 _ => d.d_val,
             });
             let dyn_size = Dyn::size_with(&ctx);
-            edits.extend(diff(
-                file,
+            edit(
                 dyn_off,
-                &encode_all(dyns, dyn_size, ctx, ".dynamic")?,
+                encode_all(dyns, dyn_size, ctx, ".dynamic")?,
                 dyn_size,
-            )?);
+            )?;
             if let (Some(v), Some((vn_off, _))) = (&verneed, ef.verneed) {
-                edits.extend(diff(file, vn_off, v, 4)?);
+                edit(vn_off, v.clone(), 4)?;
             }
             if let Some(i) = dynstr_shdr {
                 let mut s = ef.shdrs[i].clone();
@@ -111,12 +110,7 @@ pub(super) fn build(
                 s.sh_size = strsz;
                 let shent = SectionHeader::size(ctx);
                 let at = ef.header.e_shoff + (i * shent) as u64;
-                edits.extend(diff(
-                    file,
-                    at,
-                    &encode_all([s], shent, ctx, "section headers")?,
-                    shent,
-                )?);
+                edit(at, encode_all([s], shent, ctx, "section headers")?, shent)?;
             }
             Ok(edits)
         };
