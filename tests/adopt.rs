@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::NIX_CONFIG;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -672,9 +674,6 @@ fn an_adopted_program_runs_on_the_pool_alone() {
         "unwrap gives the original back"
     );
 }
-
-const NIX_CONFIG: &str =
-    "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
 
 /// `nix-store ARGS...` with the settings that work here: (success, stdout, stderr).
 fn nix_store(args: &[&str]) -> (bool, String, String) {

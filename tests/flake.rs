@@ -4,24 +4,13 @@
 
 mod common;
 
+use common::{flake_copy, nixpkgs_standin, repo, NIX_CONFIG};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{have, run};
 use serde_json::Value;
-
-const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn standin() -> String {
-    format!(
-        "path:{}",
-        repo().join("tests/nix/nixpkgs-standin").display()
-    )
-}
 
 fn nix(args: &[&str]) -> (bool, String, String) {
     let out = run(Command::new("nix").args(args).env("NIX_CONFIG", NIX_CONFIG));
@@ -30,28 +19,6 @@ fn nix(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The flake's files in a temporary directory, as a `path:` flake (the work tree may hold
-/// untracked files and a large `target/`).
-fn flake_copy() -> (tempfile::TempDir, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    for item in [
-        "flake.nix",
-        "nix",
-        "hooks",
-        "Cargo.toml",
-        "Cargo.lock",
-        "src",
-    ] {
-        let out = run(Command::new("cp")
-            .arg("-r")
-            .arg(repo().join(item))
-            .arg(tmp.path()));
-        assert!(out.status.success(), "copying {item}");
-    }
-    let url = format!("path:{}", tmp.path().display());
-    (tmp, url)
 }
 
 fn with_standin<'a>(args: &[&'a str], standin: &'a str) -> Vec<&'a str> {
@@ -105,7 +72,7 @@ fn flake_shows_its_outputs_and_passes_check() {
         return;
     }
     let (_tmp, url) = flake_copy();
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let (ok, out, err) = nix(&with_standin(&["flake", "show", "--json", &url], &standin));
     assert!(ok, "{err}");
     let show: Value = serde_json::from_str(&out).unwrap();
@@ -142,7 +109,7 @@ fn app_program_and_package_metadata_evaluate() {
         return;
     }
     let (_tmp, url) = flake_copy();
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let app = format!("{url}#apps.x86_64-linux.default.program");
     let (ok, out, err) = nix(&with_standin(&["eval", "--raw", &app], &standin));
     assert!(ok, "{err}");
@@ -208,7 +175,7 @@ fn overlays_evaluate_without_recursion() {
 
 /// `nix flake metadata`'s store path of a flake's source.
 fn source_path(url: &str) -> PathBuf {
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let (ok, out, err) = nix(&with_standin(
         &["flake", "metadata", "--json", url],
         &standin,
@@ -237,7 +204,7 @@ fn git_file_reference_leaves_target_out_and_src_is_filtered() {
     if !have("nix") || !have("git") {
         return;
     }
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let (tmp, path_url) = flake_copy();
     let clean = package_drv(&path_url, &standin);
     assert!(
@@ -292,7 +259,7 @@ fn package_runs_the_unit_tests() {
         return;
     }
     let (_tmp, url) = flake_copy();
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let attr = format!("{url}#packages.x86_64-linux.shrinkwrap");
     let expr = "p: { doCheck = p.doCheck or true; flags = p.cargoTestFlags or [ ]; }";
     let (ok, out, err) = nix(&with_standin(

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::repo;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -41,10 +43,6 @@ const LIBB: &str = "int b(void) { return 2; }\n";
 const LIBA: &str = "int b(void);\nint a(void) { return b() + 1; }\n";
 const APP_P: &str =
     "#include <stdio.h>\nint a(void);\nint main(void) { printf(\"a=%d\\n\", a()); return 0; }\n";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A single-quoted shell word.
 fn q(x: &str) -> String {

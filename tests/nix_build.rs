@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{repo, NIX_CONFIG};
+
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,6 @@ use std::process::Command;
 
 use common::{all_absolute, have, loader_paths, lookups, readelf_needed, run, s};
 
-const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 /// What every variant of the program prints (a = 10 * b + 1, b = 10 * c + 2, c = 3,
 /// p = a + 1000).
@@ -24,10 +25,6 @@ const OUTPUT: &str = "a=321 p=1321\n";
 /// The fewest failed library lookups the unstamped program must make: its RUNPATH and the
 /// libraries' have four missing directories and an empty one each in front of the real ones.
 const MANY: usize = 20;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Whether every tool the tests need is there (each missing one said loudly, or a failure
 /// under CI).

@@ -5,17 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::{flake_copy, nixpkgs_standin, repo, NIX_CONFIG};
+
 use std::process::Command;
 
 use common::{have, run};
 use serde_json::Value;
-
-const NIX_CONFIG: &str = "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn nix(args: &[&str]) -> (bool, String, String) {
     let out = run(Command::new("nix").args(args).env("NIX_CONFIG", NIX_CONFIG));
@@ -64,41 +59,13 @@ fn snippet(name: &str) -> String {
         .1
 }
 
-/// The repository's flake files in a temporary directory (a `path:` flake without `target/`).
-fn flake_copy() -> (tempfile::TempDir, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    for item in [
-        "flake.nix",
-        "nix",
-        "hooks",
-        "Cargo.toml",
-        "Cargo.lock",
-        "src",
-    ] {
-        let out = run(Command::new("cp")
-            .arg("-r")
-            .arg(repo().join(item))
-            .arg(tmp.path()));
-        assert!(out.status.success(), "copying {item}");
-    }
-    let url = format!("path:{}", tmp.path().display());
-    (tmp, url)
-}
-
-fn standin() -> String {
-    format!(
-        "path:{}",
-        repo().join("tests/nix/nixpkgs-standin").display()
-    )
-}
-
 /// Evaluates `attr` of the snippet `name` saved as a flake, its `nixpkgs` the stand-in and its
 /// `shrinkwrap` this repository; returns the JSON.
 fn eval_flake_snippet(name: &str, attr: &str, apply: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("flake.nix"), snippet(name)).unwrap();
     let (_copy, shrinkwrap) = flake_copy();
-    let standin = standin();
+    let standin = nixpkgs_standin();
     let target = format!("path:{}#{attr}", dir.path().display());
     let (ok, out, err) = nix(&[
         "eval",

@@ -671,3 +671,43 @@ impl Store {
         }
     }
 }
+
+/// Settings that let Debian's Nix 2.8 work here offline, as root, without a daemon
+/// (`../shared/design/nix.md`).
+pub const NIX_CONFIG: &str =
+    "substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes";
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The stand-in nixpkgs flake, as a `path:` reference.
+pub fn nixpkgs_standin() -> String {
+    format!(
+        "path:{}",
+        repo().join("tests/nix/nixpkgs-standin").display()
+    )
+}
+
+/// The flake's files in a temporary directory, as a `path:` flake (the work tree may hold
+/// untracked files and a large `target/`).
+pub fn flake_copy() -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    for item in [
+        "flake.nix",
+        "nix",
+        "hooks",
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+    ] {
+        let out = run(Command::new("cp")
+            .arg("-r")
+            .arg(repo().join(item))
+            .arg(tmp.path()));
+        assert!(out.status.success(), "copying {item}");
+    }
+    let url = format!("path:{}", tmp.path().display());
+    (tmp, url)
+}
