@@ -23,18 +23,10 @@ use common::{
     cp_a, differences, have, ld_so_list, run, s, shrinkwrap, Entry, Store, LOADER, SYSTEM_ROOTS,
 };
 
-/// glibc's parts that go into the glibc input (and into one output, as its own copy).
-/// Other parts of glibc: never copied into an output as an ordinary library (stamping one
-/// against the glibc input is refused, rightly: two glibc builds).
-const GLIBC_OTHER: &[&str] = &[
-    "libmvec.so.1",
-    "libutil.so.1",
-    "libanl.so.1",
-    "libnsl.so.1",
-    "libBrokenLocale.so.1",
-    "libc_malloc_debug.so.0",
-    "libthread_db.so.1",
-];
+/// glibc's parts that go into the glibc input (and into one output, as its own copy). No
+/// part of glibc (`shrinkwrap::resolve::is_glibc_part`) is copied into an output as an
+/// ordinary library: stamping one against the glibc input is refused, rightly (two glibc
+/// builds).
 const GLIBC: &[&str] = &[
     "ld-linux-x86-64.so.2",
     "libc.so.6",
@@ -133,8 +125,7 @@ fn build() -> Option<Layout> {
         .filter(|f| f.to_string_lossy().contains(".so"))
         .collect();
     let libs = usable(libs, LIBRARIES, |f| {
-        soname_of(f)
-            .is_some_and(|so| !glibc_names.contains(&so) && !GLIBC_OTHER.contains(&so.as_str()))
+        soname_of(f).is_some_and(|so| !shrinkwrap::resolve::is_glibc_part(&so))
     });
 
     // The inputs: every library the chosen files load, glibc's parts in a glibc package, the
