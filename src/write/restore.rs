@@ -12,7 +12,7 @@ use scroll::ctx::SizeWith;
 use scroll::Pwrite;
 
 use super::replace::{replace_file, Piece, Rewrite};
-use super::tables::{cstr, encode_all, vn_file_fields};
+use super::tables::{cstr, encode_all, read_verneed, vn_file_fields};
 use super::{verify, WriteError};
 use crate::elf::stamped::{Names, Original, Record};
 use crate::elf::{ElfFile, Source};
@@ -286,10 +286,8 @@ fn names_back(file: &dyn Source, ef: &ElfFile, names: &Names) -> Result<NamesBac
 
     // `.gnu.version_r`, where it is: the stamp changed only `vn_file`, entry for entry.
     let mut vn_files = Vec::new();
-    match ef.verneed {
-        Some((off, len)) => {
-            let mut v = vec![0u8; len as usize];
-            file.read_exact_at(&mut v, off)?;
+    match read_verneed(file, ef)? {
+        Some((off, mut v)) => {
             let fields = vn_file_fields(&v, ctx.le)?;
             if fields.len() != names.vn_files.len() {
                 return Err(changed(

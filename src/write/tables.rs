@@ -142,11 +142,9 @@ pub(super) fn new_verneed(
     needed: &[String],
     offsets: &HashMap<&str, u64>,
 ) -> Result<Option<Vec<u8>>, WriteError> {
-    let Some((off, len)) = ef.verneed else {
+    let Some((_, mut v)) = read_verneed(file, ef)? else {
         return Ok(None);
     };
-    let mut v = vec![0u8; len as usize];
-    file.read_exact_at(&mut v, off)?;
     let renames: HashMap<&str, u64> = ef
         .info
         .needed
@@ -175,6 +173,19 @@ pub(super) fn rewrite_vn_file(
         }
     }
     Ok(())
+}
+
+/// The version-needs table's file offset and bytes, if the file has one.
+pub(super) fn read_verneed(
+    file: &dyn Source,
+    ef: &ElfFile,
+) -> Result<Option<(u64, Vec<u8>)>, WriteError> {
+    let Some((off, len)) = ef.verneed else {
+        return Ok(None);
+    };
+    let mut v = vec![0u8; len as usize];
+    file.read_exact_at(&mut v, off)?;
+    Ok(Some((off, v)))
 }
 
 /// Where each entry's `vn_file` field lies in a version-needs table (byte offsets into `v`),
@@ -207,16 +218,12 @@ pub(super) fn record_names(
     ef: &ElfFile,
     needed: &[String],
 ) -> Result<Names, WriteError> {
-    let vn_files = match ef.verneed {
-        Some((off, len)) => {
-            let mut v = vec![0u8; len as usize];
-            file.read_exact_at(&mut v, off)?;
-            vn_file_fields(&v, ef.ctx.le)?
-                .into_iter()
-                .map(|at| v.pread_with::<u32>(at, ef.ctx.le))
-                .collect::<Result<_, _>>()
-                .map_err(|_| corrupt_verneed())?
-        }
+    let vn_files = match read_verneed(file, ef)? {
+        Some((_, v)) => vn_file_fields(&v, ef.ctx.le)?
+            .into_iter()
+            .map(|at| v.pread_with::<u32>(at, ef.ctx.le))
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt_verneed())?,
         None => Vec::new(),
     };
     Ok(Names {
